@@ -1,0 +1,61 @@
+"""convostore: the conversation session store for AI agents.
+
+Ordered, atomic, concurrency-safe conversation history on SQLAlchemy, over SQLite
+(aiosqlite), PostgreSQL (asyncpg) and MySQL/MariaDB (aiomysql)::
+
+    from convostore import SQLAlchemySession
+
+    async with SQLAlchemySession.from_url("user-123", url="sqlite:///chat.db",
+                                          create_tables=True) as session:
+        await session.add_items([{"role": "user", "content": "Hello"}])
+        print(await session.get_items())
+"""
+
+from __future__ import annotations
+
+from .engine import configure_engine, create_engine
+from .errors import (
+    CommitOutcomeUnknownError,
+    ConfigurationError,
+    ConvostoreError,
+    InvalidInputError,
+    InvalidItemError,
+    InvalidLimitError,
+    InvalidSessionIdError,
+    PayloadTooLargeError,
+    SchemaError,
+    StorageError,
+    UnsupportedDriverError,
+)
+from .protocol import Session
+from .schema import Tables, build_tables
+from .session import SQLAlchemySession
+from .settings import SessionSettings
+from .transaction import RetryPolicy
+from .urls import to_async_url
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CommitOutcomeUnknownError",
+    "ConfigurationError",
+    "ConvostoreError",
+    "InvalidInputError",
+    "InvalidItemError",
+    "InvalidLimitError",
+    "InvalidSessionIdError",
+    "PayloadTooLargeError",
+    "RetryPolicy",
+    "SQLAlchemySession",
+    "SchemaError",
+    "Session",
+    "SessionSettings",
+    "StorageError",
+    "Tables",
+    "UnsupportedDriverError",
+    "__version__",
+    "build_tables",
+    "configure_engine",
+    "create_engine",
+    "to_async_url",
+]

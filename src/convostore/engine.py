@@ -1,0 +1,82 @@
+"""Create and prepare async engines for convostore.
+
+SQLite needs per-connection settings before several connections (or processes) can share
+one file: write-ahead logging, so readers never wait for a writer, and a busy timeout, so a
+writer waits for the lock instead of failing at once. :func:`configure_engine` installs
+them on any engine, including one the application made itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from .urls import to_async_url
+
+__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "configure_engine", "create_engine"]
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+"""How long a SQLite connection waits for another connection's write lock, in milliseconds."""
+
+_configured: weakref.WeakSet[Engine] = weakref.WeakSet()
+_static_pool_locks: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def create_engine(url: str | URL, **engine_kwargs: Any) -> AsyncEngine:
+    """Create an :class:`~sqlalchemy.ext.asyncio.AsyncEngine` ready for convostore.
+
+    Args:
+        url: Any URL accepted by :func:`convostore.urls.to_async_url`.
+        **engine_kwargs: Passed to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
+
+    Returns:
+        The engine, with the SQLite connection settings installed where they apply.
+    """
+    engine = create_async_engine(to_async_url(url), **engine_kwargs)
+    configure_engine(engine)
+    return engine
+
+
+def configure_engine(engine: AsyncEngine) -> None:
+    """Install convostore's per-connection settings on ``engine``; safe to call repeatedly.
+
+    On SQLite every new connection gets ``journal_mode=WAL`` (file databases) and a busy
+    timeout of :data:`SQLITE_BUSY_TIMEOUT_MS`. Other backends need nothing.
+    """
+    sync_engine = engine.sync_engine
+    if sync_engine in _configured:
+        return
+    _configured.add(sync_engine)
+    if sync_engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(sync_engine, "connect")
+    def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+
+def connection_lock(engine: AsyncEngine) -> asyncio.Lock | None:
+    """Return the lock that serializes use of a single shared connection, if the engine has one.
+
+    An in-memory SQLite database lives in one connection that a ``StaticPool`` hands to every
+    caller; two transactions on it at once would mix. Other pools need no lock (``None``).
+    """
+    sync_engine = engine.sync_engine
+    if not isinstance(sync_engine.pool, StaticPool):
+        return None
+    lock = _static_pool_locks.get(sync_engine)
+    if lock is None:
+        lock = _static_pool_locks[sync_engine] = asyncio.Lock()
+    return lock

@@ -1,0 +1,81 @@
+"""The errors convostore raises.
+
+Every error derives from :class:`ConvostoreError`, so one ``except`` clause catches them
+all. Errors about a caller's input also derive from the matching built-in (``ValueError``
+or ``TypeError``), so code written for the Agents SDK's store keeps working::
+
+    ConvostoreError
+    ├── ConfigurationError           bad table names, URLs or options (at construction)
+    │   └── UnsupportedDriverError   a sync-only driver in the URL
+    ├── InvalidInputError            (also ValueError) a call's arguments, nothing written
+    │   ├── InvalidSessionIdError
+    │   ├── InvalidLimitError
+    │   ├── InvalidItemError         (also TypeError) not a dict, not JSON, ...
+    │   └── PayloadTooLargeError     larger than the server (or a configured limit) accepts
+    ├── SchemaError                  tables missing, or not laid out as convostore expects
+    └── StorageError                 the database failed; the driver's error is the __cause__
+        └── CommitOutcomeUnknownError  the connection died while COMMIT was in flight
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CommitOutcomeUnknownError",
+    "ConfigurationError",
+    "ConvostoreError",
+    "InvalidInputError",
+    "InvalidItemError",
+    "InvalidLimitError",
+    "InvalidSessionIdError",
+    "PayloadTooLargeError",
+    "SchemaError",
+    "StorageError",
+    "UnsupportedDriverError",
+]
+
+
+class ConvostoreError(Exception):
+    """The root of every error raised by convostore."""
+
+
+class ConfigurationError(ConvostoreError, ValueError):
+    """A constructor argument, URL or option is unusable; raised before touching the database."""
+
+
+class UnsupportedDriverError(ConfigurationError):
+    """The URL names a synchronous driver; the message gives the async URL to use instead."""
+
+
+class InvalidInputError(ConvostoreError, ValueError):
+    """A call's arguments were refused before anything was written."""
+
+
+class InvalidSessionIdError(InvalidInputError):
+    """The session id is not a non-empty string of at most 255 characters."""
+
+
+class InvalidLimitError(InvalidInputError):
+    """The ``limit`` passed to a read is not ``None`` or a non-negative integer."""
+
+
+class InvalidItemError(InvalidInputError, TypeError):
+    """An item is not a JSON object that can be stored and read back exactly."""
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """An item is larger than the database server (or a configured limit) accepts."""
+
+
+class SchemaError(ConvostoreError):
+    """The tables are missing or are not laid out the way convostore expects."""
+
+
+class StorageError(ConvostoreError):
+    """The database reported an error; the driver's exception is chained as ``__cause__``."""
+
+
+class CommitOutcomeUnknownError(StorageError):
+    """The connection was lost while COMMIT was in flight: the write may or may not be stored.
+
+    Read the session back before retrying, or use a write that can be repeated safely.
+    """

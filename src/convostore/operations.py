@@ -1,0 +1,264 @@
+"""The four session operations as SQL, for one engine and one set of tables.
+
+Each operation is one transaction (see :mod:`convostore.transaction`), and every writer of a
+session first takes that session's row lock, so writers of one session run one after the
+other while writers of different sessions never wait for each other:
+
+- ``add``: bump the session's ``next_position`` by the batch size and read the new value in
+  the same statement (an upsert with ``RETURNING`` on PostgreSQL and SQLite; on MySQL and
+  MariaDB ``ON DUPLICATE KEY UPDATE`` through ``LAST_INSERT_ID(expr)``), then insert the batch
+  at the positions just reserved. Positions are handed out inside the transaction, so order
+  never depends on a clock.
+- ``pop``: touch the session row (taking its lock), then delete the row with the highest
+  position and return it (``DELETE ... RETURNING`` where the dialect has it; otherwise
+  ``SELECT ... FOR UPDATE`` and ``DELETE``).
+- ``clear``: delete the session row (taking its lock), then its messages.
+- ``get``: one indexed range scan on the messages primary key.
+
+Statements are built once per :class:`Operations` and bound with parameters, so SQLAlchemy's
+compiled cache serves every call after the first; no value is ever put into SQL text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.dml import Insert
+
+from .codec import decode_item
+from .errors import PayloadTooLargeError
+from .schema import Tables
+from .transaction import DEFAULT_RETRY, RetryPolicy, run_read, run_write
+
+__all__ = ["Operations", "utcnow"]
+
+logger = logging.getLogger("convostore")
+
+# Statement text around a MySQL row: quoting, the other columns, the INSERT itself.
+_MYSQL_STATEMENT_OVERHEAD = 4096
+# Below this many bytes a batch cannot reach any max_allowed_packet a server allows (1 MB
+# is the smallest MySQL and MariaDB default there has ever been), so the setting is not read.
+_MYSQL_PACKET_FLOOR = 1 << 20
+
+_max_packet_cache: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def utcnow() -> dt.datetime:
+    """Return the current time in UTC; the one clock convostore reads (for timestamps only)."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Operations:
+    """SQL for the session operations on one engine and one set of tables.
+
+    Shared by every session on the same engine and tables; holds no per-session state.
+    """
+
+    def __init__(
+        self, engine: AsyncEngine, tables: Tables, *, retry: RetryPolicy = DEFAULT_RETRY
+    ) -> None:
+        self.engine = engine
+        self.tables = tables
+        self.retry = retry
+        self.dialect = engine.dialect.name
+        self._mysql = self.dialect in ("mysql", "mariadb")
+        s, m = tables.sessions, tables.messages
+        sid = bindparam("sid", type_=s.c.session_id.type)
+
+        self._reserve = self._build_reserve()
+        self._insert_messages = insert(m)
+        self._lock_session = (
+            update(s).where(s.c.session_id == sid).values(updated_at=bindparam("now"))
+        )
+        self._select_all = (
+            select(m.c.position, m.c.message_data)
+            .where(m.c.session_id == sid)
+            .order_by(m.c.position)
+        )
+        self._select_tail = (
+            select(m.c.position, m.c.message_data)
+            .where(m.c.session_id == sid)
+            .order_by(m.c.position.desc())
+            .limit(bindparam("lim"))
+        )
+        last_position = (
+            select(func.max(m.c.position)).where(m.c.session_id == sid).scalar_subquery()
+        )
+        self._delete_last_returning = (
+            delete(m)
+            .where(m.c.session_id == sid, m.c.position == last_position)
+            .returning(m.c.position, m.c.message_data)
+        )
+        self._select_last_for_update = (
+            select(m.c.position, m.c.message_data)
+            .where(m.c.session_id == sid)
+            .order_by(m.c.position.desc())
+            .limit(1)
+            .with_for_update()
+        )
+        self._delete_one = delete(m).where(m.c.session_id == sid, m.c.position == bindparam("pos"))
+        self._delete_session = delete(s).where(s.c.session_id == sid)
+        self._delete_messages = delete(m).where(m.c.session_id == sid)
+
+    def _build_reserve(self) -> Insert:
+        """The upsert that reserves ``n`` positions and yields the new ``next_position``."""
+        s = self.tables.sessions
+        n = bindparam("n", type_=s.c.next_position.type)
+        row: dict[str, Any] = {
+            "session_id": bindparam("sid"),
+            "created_at": bindparam("now"),
+            "updated_at": bindparam("now"),
+        }
+        if self._mysql:
+            stmt = mysql_insert(s).values(next_position=func.last_insert_id(n), **row)
+            return stmt.on_duplicate_key_update(
+                next_position=func.last_insert_id(s.c.next_position + n),
+                updated_at=stmt.inserted.updated_at,
+            )
+        upsert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        stmt2 = upsert(s).values(next_position=n, **row)
+        return stmt2.on_conflict_do_update(
+            index_elements=[s.c.session_id],
+            set_={
+                "next_position": s.c.next_position + stmt2.excluded.next_position,
+                "updated_at": stmt2.excluded.updated_at,
+            },
+        ).returning(s.c.next_position)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def add(self, session_id: str, texts: Sequence[str]) -> None:
+        """Append the encoded items ``texts`` to the session, as one transaction."""
+        if not texts:
+            return
+        if self._mysql:
+            await self._check_mysql_packet(texts)
+        n = len(texts)
+
+        async def work(conn: AsyncConnection) -> None:
+            now = utcnow()
+            result = await conn.execute(self._reserve, {"sid": session_id, "n": n, "now": now})
+            end = result.lastrowid if self._mysql else result.scalar_one()
+            start = end - n
+            rows = [
+                {
+                    "session_id": session_id,
+                    "position": start + offset,
+                    "message_data": text,
+                    "created_at": now,
+                }
+                for offset, text in enumerate(texts)
+            ]
+            await conn.execute(self._insert_messages, rows if n > 1 else rows[0])
+
+        await run_write(self.engine, work, retry=self.retry)
+
+    async def pop(self, session_id: str) -> tuple[int, str] | None:
+        """Remove the session's last item; return its position and text, or ``None``."""
+
+        async def work(conn: AsyncConnection) -> tuple[int, str] | None:
+            locked = await conn.execute(self._lock_session, {"sid": session_id, "now": utcnow()})
+            if locked.rowcount == 0:
+                return None
+            if self._mysql:
+                result = await conn.execute(self._select_last_for_update, {"sid": session_id})
+                row = result.first()
+                if row is None:
+                    return None
+                await conn.execute(self._delete_one, {"sid": session_id, "pos": row.position})
+            else:
+                result = await conn.execute(self._delete_last_returning, {"sid": session_id})
+                row = result.first()
+                if row is None:
+                    return None
+            return int(row.position), str(row.message_data)
+
+        return await run_write(self.engine, work, retry=self.retry)
+
+    async def clear(self, session_id: str) -> None:
+        """Delete the session and all its items, as one transaction."""
+
+        async def work(conn: AsyncConnection) -> None:
+            await conn.execute(self._delete_session, {"sid": session_id})
+            await conn.execute(self._delete_messages, {"sid": session_id})
+
+        await run_write(self.engine, work, retry=self.retry)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def get(self, session_id: str, limit: int | None) -> list[Any]:
+        """Return the session's items in order: all, or the latest ``limit``."""
+        if limit == 0:
+            return []
+
+        async def work(conn: AsyncConnection) -> Sequence[Any]:
+            if limit is None:
+                result = await conn.execute(self._select_all, {"sid": session_id})
+                return result.all()
+            result = await conn.execute(self._select_tail, {"sid": session_id, "lim": limit})
+            return result.all()[::-1]
+
+        rows = await run_read(self.engine, work, retry=self.retry)
+        return self.decode_rows(session_id, rows)
+
+    @staticmethod
+    def decode_rows(session_id: str, rows: Sequence[Any]) -> list[Any]:
+        """Decode ``(position, message_data)`` rows, skipping (and logging) corrupt ones."""
+        items = []
+        for position, text in rows:
+            try:
+                items.append(decode_item(text))
+            except ValueError as exc:
+                logger.warning(
+                    "convostore: skipped a corrupt item in session %r at position %d: %s",
+                    session_id,
+                    position,
+                    exc,
+                )
+        return items
+
+    # -- MySQL packet size ----------------------------------------------------------------
+
+    async def _check_mysql_packet(self, texts: Sequence[str]) -> None:
+        """Refuse an item the server's ``max_allowed_packet`` would refuse, before writing."""
+        largest = max(len(text) for text in texts)
+        # A character is at most 4 UTF-8 bytes; skip the work when even that cannot matter.
+        if largest * 4 + _MYSQL_STATEMENT_OVERHEAD <= _MYSQL_PACKET_FLOOR:
+            return
+        limit = await self._mysql_max_packet()
+        for index, text in enumerate(texts):
+            size = _mysql_escaped_size(text) + _MYSQL_STATEMENT_OVERHEAD
+            if size > limit:
+                raise PayloadTooLargeError(
+                    f"item {index} needs about {size:,} bytes in one statement, more than the "
+                    f"MySQL/MariaDB server's max_allowed_packet ({limit:,} bytes): raise "
+                    f"max_allowed_packet on the server (and on the client) or store smaller "
+                    f"items. Nothing was written."
+                )
+
+    async def _mysql_max_packet(self) -> int:
+        sync_engine = self.engine.sync_engine
+        cached = _max_packet_cache.get(sync_engine)
+        if cached is None:
+
+            async def work(conn: AsyncConnection) -> int:
+                result = await conn.exec_driver_sql("SELECT @@max_allowed_packet")
+                return int(result.scalar_one())
+
+            cached = _max_packet_cache[sync_engine] = await run_read(self.engine, work)
+        return cached
+
+
+def _mysql_escaped_size(text: str) -> int:
+    """Bytes ``text`` takes in a MySQL statement: UTF-8, plus one per escaped character."""
+    size = len(text) if text.isascii() else len(text.encode("utf-8"))
+    return size + sum(text.count(char) for char in ("\\", '"', "'", "\n", "\r", "\x00", "\x1a"))

@@ -1,0 +1,240 @@
+"""The tables, defined once and used by ``create_tables``, the migrations and the tools.
+
+Two tables, both keyed by ``session_id`` so that every hot query stays on one session:
+
+``sessions``
+    One row per conversation: ``session_id`` (primary key), ``next_position`` (the counter
+    that hands out message positions), ``created_at`` and ``updated_at`` (UTC).
+
+``messages``
+    One row per item: primary key ``(session_id, position)``, the item as JSON text in
+    ``message_data``, and ``created_at``. The primary key is the order of the conversation
+    and the index that serves ``ORDER BY position DESC LIMIT n`` without a sort.
+
+Use :func:`build_tables` to get the :class:`Tables` (and their :class:`~sqlalchemy.MetaData`)
+for a pair of table names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKeyConstraint,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeEngine
+
+from .errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_MESSAGES_TABLE",
+    "DEFAULT_SESSIONS_TABLE",
+    "MAX_SESSION_ID_LENGTH",
+    "NAMING_CONVENTION",
+    "PayloadText",
+    "SessionIdString",
+    "Tables",
+    "UTCDateTime",
+    "build_tables",
+    "validate_identifier",
+]
+
+DEFAULT_SESSIONS_TABLE = "agent_sessions"
+"""The sessions table's default name, the same as the Agents SDK's."""
+
+DEFAULT_MESSAGES_TABLE = "agent_messages"
+"""The messages table's default name, the same as the Agents SDK's."""
+
+MAX_SESSION_ID_LENGTH = 255
+"""The longest session id, in characters, that every backend stores."""
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Constraint and index names, the same on every dialect so revisions can refer to them."""
+
+# Lower-case plain identifiers only: they need no quoting on any backend, and PostgreSQL's
+# 63-character limit is the tightest of the three.
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def validate_identifier(name: str, what: str) -> str:
+    """Return ``name`` if it is a plain lower-case SQL identifier, else raise ConfigurationError.
+
+    Args:
+        name: The identifier to check.
+        what: What the name is for, used in the error message (e.g. ``"sessions_table"``).
+    """
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+        raise ConfigurationError(
+            f"{what} must be a plain SQL identifier (lower-case letters, digits and "
+            f"underscores, starting with a letter or underscore, at most 63 characters); "
+            f"got {name!r}"
+        )
+    return name
+
+
+class SessionIdString(TypeDecorator[str]):
+    """A session id: ``VARCHAR(255)`` that compares byte for byte on every backend.
+
+    MySQL and MariaDB compare strings case- and accent-insensitively by default, and their
+    ``_bin`` collations still ignore trailing spaces; the id column uses the NO PAD binary
+    collation of the server instead (``utf8mb4_nopad_bin`` on MariaDB, ``utf8mb4_0900_bin`` on
+    MySQL 8), so ``"Conv-x"``, ``"conv-x"`` and ``"Conv-x "`` are three sessions.
+    """
+
+    impl = String(MAX_SESSION_ID_LENGTH)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """Pick the exact-comparison collation on MySQL and MariaDB."""
+        if dialect.name in ("mysql", "mariadb"):
+            mariadb = dialect.name == "mariadb" or getattr(dialect, "is_mariadb", False)
+            collation = "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
+            return dialect.type_descriptor(
+                mysql.VARCHAR(MAX_SESSION_ID_LENGTH, charset="utf8mb4", collation=collation)
+            )
+        return dialect.type_descriptor(String(MAX_SESSION_ID_LENGTH))
+
+
+class PayloadText(TypeDecorator[str]):
+    """The item's JSON text: ``TEXT`` (unbounded) on PostgreSQL and SQLite, ``LONGTEXT`` on MySQL.
+
+    MySQL's plain ``TEXT`` stops at 64 KB; ``LONGTEXT`` holds up to 4 GB.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """Use ``LONGTEXT`` (utf8mb4) on MySQL and MariaDB."""
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.LONGTEXT(charset="utf8mb4"))
+        return dialect.type_descriptor(Text())
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A point in time, stored in UTC and always returned timezone-aware.
+
+    PostgreSQL stores ``TIMESTAMP WITH TIME ZONE``; MySQL (``DATETIME(6)``) and SQLite have no
+    zone, so the value is converted to UTC on the way in and marked UTC on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """Keep microseconds on MySQL and MariaDB."""
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        """Convert to UTC; drop the zone where the column has none."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("UTCDateTime needs a timezone-aware datetime")
+        value = value.astimezone(dt.timezone.utc)
+        if dialect.name != "postgresql":
+            value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        """Return an aware UTC datetime."""
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite, when read through a raw text expression
+            value = dt.datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)  # type: ignore[no-any-return]
+        return value.astimezone(dt.timezone.utc)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The sessions and messages tables of one convostore store, sharing one ``MetaData``."""
+
+    metadata: MetaData
+    """Holds both tables; pass it to ``create_all`` or to Alembic as ``target_metadata``."""
+
+    sessions: Table
+    """One row per session: ``session_id``, ``next_position``, ``created_at``, ``updated_at``."""
+
+    messages: Table
+    """One row per item: ``session_id``, ``position``, ``message_data``, ``created_at``."""
+
+
+@functools.lru_cache(maxsize=64)
+def build_tables(
+    sessions_table: str = DEFAULT_SESSIONS_TABLE,
+    messages_table: str = DEFAULT_MESSAGES_TABLE,
+    schema: str | None = None,
+) -> Tables:
+    """Return the convostore tables for these names, built once per distinct set of names.
+
+    The same arguments always return the same :class:`Tables` object, so statements built on
+    it hit SQLAlchemy's compiled-statement cache.
+
+    Args:
+        sessions_table: Name of the sessions table.
+        messages_table: Name of the messages table.
+        schema: Optional database schema (PostgreSQL) or database (MySQL) holding both tables.
+
+    Raises:
+        ConfigurationError: A name is not a plain identifier, or the two names are equal.
+    """
+    validate_identifier(sessions_table, "sessions_table")
+    validate_identifier(messages_table, "messages_table")
+    if schema is not None:
+        validate_identifier(schema, "schema")
+    if sessions_table == messages_table:
+        raise ConfigurationError(
+            f"sessions_table and messages_table must differ; both are {sessions_table!r}"
+        )
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION, schema=schema)
+    sessions = Table(
+        sessions_table,
+        metadata,
+        Column("session_id", SessionIdString(), nullable=False),
+        Column("next_position", BigInteger(), nullable=False),
+        Column("created_at", UTCDateTime(), nullable=False),
+        Column("updated_at", UTCDateTime(), nullable=False),
+        PrimaryKeyConstraint("session_id"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    sessions_id = f"{schema}.{sessions_table}" if schema else sessions_table
+    messages = Table(
+        messages_table,
+        metadata,
+        Column("session_id", SessionIdString(), nullable=False),
+        Column("position", BigInteger(), nullable=False, autoincrement=False),
+        Column("message_data", PayloadText(), nullable=False),
+        Column("created_at", UTCDateTime(), nullable=False),
+        PrimaryKeyConstraint("session_id", "position"),
+        ForeignKeyConstraint(["session_id"], [f"{sessions_id}.session_id"], ondelete="CASCADE"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    return Tables(metadata=metadata, sessions=sessions, messages=messages)

@@ -1,0 +1,305 @@
+"""``SQLAlchemySession``: a conversation's history in SQLite, PostgreSQL or MySQL/MariaDB.
+
+Usage::
+
+    from agents import Agent, Runner
+    from convostore import SQLAlchemySession
+
+    async with SQLAlchemySession.from_url(
+        "user-123", url="sqlite:///conversations.db", create_tables=True
+    ) as session:
+        result = await Runner.run(agent, "Hello", session=session)
+
+The constructor and methods match the Agents SDK's ``SQLAlchemySession``; an application
+switches by changing the import. What convostore adds: order by a per-session position
+assigned inside the write transaction (never by a clock), one transaction per batch with
+row locking and retries, cancellation-safe writes, large payloads on every backend, typed
+errors for bad input, and Alembic migrations for the same schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import inspect
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .codec import encode_items
+from .engine import configure_engine, create_engine
+from .errors import ConfigurationError, InvalidSessionIdError, SchemaError
+from .operations import Operations
+from .schema import (
+    DEFAULT_MESSAGES_TABLE,
+    DEFAULT_SESSIONS_TABLE,
+    MAX_SESSION_ID_LENGTH,
+    Tables,
+    build_tables,
+)
+from .settings import SessionSettingsLike, check_limit, coerce_settings
+from .transaction import DEFAULT_RETRY, RetryPolicy
+
+__all__ = ["SQLAlchemySession", "validate_session_id"]
+
+# Engines whose tables were already created in this process, by table set: create_tables
+# then costs nothing after the first session.
+_created: weakref.WeakKeyDictionary[Any, set[Tables]] = weakref.WeakKeyDictionary()
+_create_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def validate_session_id(session_id: Any) -> str:
+    """Return ``session_id`` if it can name a session on every backend.
+
+    A session id is a non-empty ``str`` of at most 255 characters, without NUL characters
+    or lone surrogates. It is compared exactly: case, accents and trailing spaces count.
+
+    Raises:
+        InvalidSessionIdError: The id breaks one of these rules; the message says which.
+    """
+    if not isinstance(session_id, str):
+        raise InvalidSessionIdError(f"session_id must be a str, got {type(session_id).__name__}")
+    if not session_id:
+        raise InvalidSessionIdError("session_id must not be empty")
+    if len(session_id) > MAX_SESSION_ID_LENGTH:
+        raise InvalidSessionIdError(
+            f"session_id is {len(session_id)} characters long; the limit is {MAX_SESSION_ID_LENGTH}"
+        )
+    if "\x00" in session_id:
+        raise InvalidSessionIdError("session_id must not contain NUL characters")
+    if not session_id.isascii():
+        try:
+            session_id.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidSessionIdError(
+                "session_id must be valid Unicode (it contains a lone surrogate)"
+            ) from None
+    return session_id
+
+
+class SQLAlchemySession:
+    """A conversation's history, stored through an SQLAlchemy ``AsyncEngine``.
+
+    Implements :class:`convostore.Session` and the Agents SDK's session protocol.
+    """
+
+    session_id: str
+    """The conversation's identifier (at most 255 characters, compared exactly)."""
+
+    session_settings: SessionSettingsLike
+    """Settings an agent runner reads; ``session_settings.limit`` is the default limit of
+    :meth:`get_items`."""
+
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        engine: AsyncEngine,
+        create_tables: bool = False,
+        sessions_table: str = DEFAULT_SESSIONS_TABLE,
+        messages_table: str = DEFAULT_MESSAGES_TABLE,
+        session_settings: SessionSettingsLike | dict[str, Any] | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+    ) -> None:
+        """Create a session on an engine the application owns (it is never disposed here).
+
+        Args:
+            session_id: The conversation's identifier.
+            engine: An async engine (``sqlite+aiosqlite``, ``postgresql+asyncpg``,
+                ``mysql+aiomysql``). On SQLite, convostore installs WAL and a busy timeout
+                on the engine's new connections.
+            create_tables: Create the tables if they do not exist, on first use. For
+                development and tests; production schemas come from the migrations.
+            sessions_table: Name of the sessions table.
+            messages_table: Name of the messages table.
+            session_settings: Default settings (``{"limit": N}``, or a ``SessionSettings``
+                from convostore or the Agents SDK).
+            retry: How transient database errors are retried.
+
+        Raises:
+            InvalidSessionIdError: ``session_id`` is not a usable id.
+            ConfigurationError: A table name is not a plain identifier, or the engine is not
+                an ``AsyncEngine``.
+        """
+        self.session_id = validate_session_id(session_id)
+        if not isinstance(engine, AsyncEngine):
+            raise ConfigurationError(
+                f"engine must be a sqlalchemy.ext.asyncio.AsyncEngine, got "
+                f"{type(engine).__name__}; use SQLAlchemySession.from_url(...) for a URL"
+            )
+        self.session_settings = coerce_settings(session_settings)
+        self._tables = build_tables(sessions_table, messages_table)
+        self._engine = engine
+        self._owns_engine = False
+        self._create_tables = create_tables
+        configure_engine(engine)
+        self._ops = Operations(engine, self._tables, retry=retry)
+
+    @classmethod
+    def from_url(
+        cls,
+        session_id: str,
+        *,
+        url: str | URL,
+        engine_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> SQLAlchemySession:
+        """Create a session with an engine of its own, from a database URL.
+
+        Plain URLs get the async driver: ``sqlite:///file.db`` (``sqlite://`` is in memory),
+        ``postgres://`` / ``postgresql://`` (asyncpg), ``mysql://`` / ``mariadb://``
+        (aiomysql). The session owns the engine: ``await session.close()``, or
+        ``async with``, disposes it.
+
+        Args:
+            session_id: The conversation's identifier.
+            url: The database URL.
+            engine_kwargs: Passed to ``create_async_engine`` (pool size, echo, ...).
+            **kwargs: Passed to the constructor (``create_tables``, table names,
+                ``session_settings``, ``retry``).
+
+        Raises:
+            UnsupportedDriverError: The URL names a synchronous driver; the message gives the
+                async URL to use.
+            ConfigurationError: The URL or another argument is unusable.
+        """
+        validate_session_id(session_id)
+        engine = create_engine(url, **(engine_kwargs or {}))
+        try:
+            session = cls(session_id, engine=engine, **kwargs)
+        except BaseException:
+            # Nothing has connected yet; dropping the pool is enough.
+            engine.sync_engine.pool.dispose()
+            raise
+        session._owns_engine = True
+        return session
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine the session runs on."""
+        return self._engine
+
+    @property
+    def tables(self) -> Tables:
+        """The session's tables and their ``MetaData``."""
+        return self._tables
+
+    def __repr__(self) -> str:
+        url = self._engine.url.render_as_string(hide_password=True)
+        return f"<SQLAlchemySession session_id={self.session_id!r} url={url!r}>"
+
+    # -- the session protocol -------------------------------------------------------------
+
+    async def get_items(self, limit: int | None = None) -> list[Any]:
+        """Return the history in the order it was added: all of it, or the latest ``limit``.
+
+        Args:
+            limit: How many of the latest items to return; ``None`` uses
+                ``session_settings.limit`` (and returns everything if that is ``None`` too).
+
+        Raises:
+            InvalidLimitError: ``limit`` is negative or not an integer.
+        """
+        check_limit(limit)
+        if limit is None:
+            limit = self.session_settings.limit
+        await self._ensure_tables()
+        return await self._ops.get(self.session_id, limit)
+
+    async def add_items(self, items: list[Any]) -> None:
+        """Append ``items`` after everything already stored, as one transaction.
+
+        Concurrent calls on the same session never interleave their batches.
+
+        Raises:
+            InvalidItemError: An item is not a dict or cannot be stored as JSON exactly;
+                nothing of the batch is written.
+            PayloadTooLargeError: An item is larger than the database server accepts.
+        """
+        texts = encode_items(items)
+        if not texts:
+            return
+        await self._ensure_tables()
+        await self._ops.add(self.session_id, texts)
+
+    async def pop_item(self) -> Any | None:
+        """Remove and return the latest item, or ``None`` if the session has none.
+
+        Under concurrency each item is returned by at most one call. A stored item whose JSON
+        is corrupt is removed, logged and skipped.
+        """
+        await self._ensure_tables()
+        while True:
+            popped = await self._ops.pop(self.session_id)
+            if popped is None:
+                return None
+            items = self._ops.decode_rows(self.session_id, [popped])
+            if items:
+                return items[0]
+
+    async def clear_session(self) -> None:
+        """Remove this session and all its items; other sessions are untouched."""
+        await self._ensure_tables()
+        await self._ops.clear(self.session_id)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Dispose the engine if :meth:`from_url` created it; otherwise do nothing."""
+        if self._owns_engine:
+            await self._engine.dispose()
+
+    async def __aenter__(self) -> SQLAlchemySession:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- tables ---------------------------------------------------------------------------
+
+    async def _ensure_tables(self) -> None:
+        if not self._create_tables:
+            return
+        sync_engine = self._engine.sync_engine
+        done = _created.setdefault(sync_engine, set())
+        if self._tables not in done:
+            lock = _create_locks.setdefault(sync_engine, asyncio.Lock())
+            async with lock:
+                if self._tables not in done:
+                    await create_tables(self._engine, self._tables)
+                    done.add(self._tables)
+        self._create_tables = False
+
+
+async def create_tables(engine: AsyncEngine, tables: Tables) -> None:
+    """Create ``tables`` where missing, and check that existing ones are convostore's.
+
+    Raises:
+        SchemaError: A table of that name exists with another layout (for example one
+            written by the Agents SDK's own store); the message says how to migrate it.
+    """
+    async with engine.begin() as conn:
+        await conn.run_sync(_create_and_check, tables)
+
+
+def _create_and_check(conn: Connection, tables: Tables) -> None:
+    inspector = inspect(conn)
+    for table in (tables.sessions, tables.messages):
+        if not inspector.has_table(table.name, schema=table.schema):
+            continue
+        existing = {column["name"] for column in inspector.get_columns(table.name, table.schema)}
+        missing = sorted(set(table.c.keys()) - existing)
+        if missing:
+            raise SchemaError(
+                f"table {table.name!r} exists but is not a convostore table (missing columns "
+                f"{missing}); if it was written by the Agents SDK's SQLAlchemySession, adopt it "
+                f"with `convostore migrate upgrade head`, or choose other table names"
+            )
+    tables.metadata.create_all(conn, checkfirst=True)

@@ -1,0 +1,65 @@
+"""Code run in child processes by the multi-process tests (each with its own engine)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from convostore import SQLAlchemySession, create_engine
+
+
+def write_batches(
+    url: str,
+    sessions_table: str,
+    messages_table: str,
+    session_id: str,
+    writer: int,
+    batches: int,
+    batch_size: int,
+) -> None:
+    """Add ``batches`` batches of ``batch_size`` items, tagged with the writer's number."""
+
+    async def main() -> None:
+        engine = create_engine(url)
+        try:
+            session = SQLAlchemySession(
+                session_id,
+                engine=engine,
+                sessions_table=sessions_table,
+                messages_table=messages_table,
+            )
+            for batch in range(batches):
+                await session.add_items(
+                    [{"w": writer, "b": batch, "i": i} for i in range(batch_size)]
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+
+
+def pop_all(
+    url: str,
+    sessions_table: str,
+    messages_table: str,
+    session_id: str,
+    out: list[object],
+) -> None:
+    """Pop until the session is empty; append what was popped to the shared list ``out``."""
+
+    async def main() -> list[object]:
+        engine = create_engine(url)
+        popped = []
+        try:
+            session = SQLAlchemySession(
+                session_id,
+                engine=engine,
+                sessions_table=sessions_table,
+                messages_table=messages_table,
+            )
+            while (item := await session.pop_item()) is not None:
+                popped.append(item)
+        finally:
+            await engine.dispose()
+        return popped
+
+    out.extend(asyncio.run(main()))
