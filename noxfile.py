@@ -1,4 +1,4 @@
-"""Developer tasks: ``nox -s tests``, ``nox -s "tests-backend(postgresql)"``, ``nox -s lint``, ..."""
+"""Developer tasks: `nox` (lint, types, tests), `nox -s "tests-backend(mysql)"`, ..."""
 
 from __future__ import annotations
 
