@@ -1,0 +1,27 @@
+"""The ``convostore`` command line (also ``python -m convostore``).
+
+Each command lives in a module of its own in this package and is registered below.
+Commands take the database URL from ``--url`` or the ``CONVOSTORE_URL`` environment variable.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="convostore")
+def main() -> None:
+    """convostore: the conversation session store for AI agents."""
+
+
+def _register() -> None:
+    # One line per command module; each module exposes one click command or group.
+    pass
+
+
+_register()
