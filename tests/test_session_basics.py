@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
 from collections.abc import Callable
 
 import pytest
+from sqlalchemy import select
 
 import convostore.operations
 from convostore import Session, SessionSettings, SQLAlchemySession
@@ -143,3 +145,44 @@ async def test_text_round_trips_exactly(session: SQLAlchemySession) -> None:
     got = await session.get_items()
     assert got == items
     assert str(got[3]["zero"]) == "-0.0"
+
+
+async def stored_count(session: SQLAlchemySession) -> int | None:
+    s = session.tables.sessions
+    async with session.engine.connect() as conn:
+        result = await conn.execute(
+            select(s.c.item_count).where(s.c.session_id == session.session_id)
+        )
+        return result.scalar_one_or_none()
+
+
+async def test_item_count_follows_every_write(session: SQLAlchemySession) -> None:
+    assert await stored_count(session) is None
+    await session.add_items([{"n": 0}, {"n": 1}, {"n": 2}])
+    await session.add_items([{"n": 3}])
+    assert await stored_count(session) == 4
+    await session.pop_item()
+    assert await stored_count(session) == 3
+    for _ in range(5):
+        await session.pop_item()
+    assert await stored_count(session) == 0
+    await session.add_items([{"n": 4}])
+    assert await stored_count(session) == 1
+    await session.clear_session()
+    assert await stored_count(session) is None
+
+
+async def test_item_count_exact_under_concurrency(
+    make_session: Callable[..., SQLAlchemySession],
+) -> None:
+    session = make_session()
+    await session.add_items([{"n": n} for n in range(30)])
+
+    async def worker(w: int) -> None:
+        mine = make_session(session.session_id)
+        for i in range(5):
+            await mine.add_items([{"w": w, "i": i}, {"w": w, "i": i}])
+            await mine.pop_item()
+
+    await asyncio.gather(*(worker(w) for w in range(8)))
+    assert await stored_count(session) == len(await session.get_items()) == 30 + 8 * 5

@@ -4,14 +4,15 @@ Each operation is one transaction (see :mod:`convostore.transaction`), and every
 session first takes that session's row lock, so writers of one session run one after the
 other while writers of different sessions never wait for each other:
 
-- ``add``: bump the session's ``next_position`` by the batch size and read the new value in
-  the same statement (an upsert with ``RETURNING`` on PostgreSQL and SQLite; on MySQL and
-  MariaDB ``ON DUPLICATE KEY UPDATE`` through ``LAST_INSERT_ID(expr)``), then insert the batch
-  at the positions just reserved. Positions are handed out inside the transaction, so order
-  never depends on a clock.
-- ``pop``: touch the session row (taking its lock), then delete the row with the highest
-  position and return it (``DELETE ... RETURNING`` where the dialect has it; otherwise
-  ``SELECT ... FOR UPDATE`` and ``DELETE``).
+- ``add``: bump the session's ``next_position`` and ``item_count`` by the batch size and read
+  the new position in the same statement (an upsert with ``RETURNING`` on PostgreSQL and
+  SQLite; on MySQL and MariaDB ``ON DUPLICATE KEY UPDATE`` through ``LAST_INSERT_ID(expr)``),
+  then insert the batch at the positions just reserved. Positions are handed out inside the
+  transaction, so order never depends on a clock.
+- ``pop``: decrement the session's ``item_count`` where it is positive (taking the row lock;
+  an empty session is left alone), then delete the row with the highest position and
+  return it (``DELETE ... RETURNING`` where the dialect has it; otherwise ``SELECT ... FOR
+  UPDATE`` and ``DELETE``).
 - ``clear``: delete the session row (taking its lock), then its messages.
 - ``get``: one indexed range scan on the messages primary key.
 
@@ -76,9 +77,14 @@ class Operations:
 
         self._reserve = self._build_reserve()
         self._insert_messages = insert(m)
-        self._lock_session = (
-            update(s).where(s.c.session_id == sid).values(updated_at=bindparam("now"))
+        # Taking the session's row lock and counting the pop in one statement; a session
+        # with no items is left alone (and not locked).
+        self._claim_pop = (
+            update(s)
+            .where(s.c.session_id == sid, s.c.item_count > 0)
+            .values(updated_at=bindparam("now"), item_count=s.c.item_count - 1)
         )
+        self._reset_count = update(s).where(s.c.session_id == sid).values(item_count=0)
         self._select_all = (
             select(m.c.position, m.c.message_data)
             .where(m.c.session_id == sid)
@@ -119,17 +125,19 @@ class Operations:
             "updated_at": bindparam("now"),
         }
         if self._mysql:
-            stmt = mysql_insert(s).values(next_position=func.last_insert_id(n), **row)
+            stmt = mysql_insert(s).values(next_position=func.last_insert_id(n), item_count=n, **row)
             return stmt.on_duplicate_key_update(
                 next_position=func.last_insert_id(s.c.next_position + n),
+                item_count=s.c.item_count + n,
                 updated_at=stmt.inserted.updated_at,
             )
         upsert = pg_insert if self.dialect == "postgresql" else sqlite_insert
-        stmt2 = upsert(s).values(next_position=n, **row)
+        stmt2 = upsert(s).values(next_position=n, item_count=n, **row)
         return stmt2.on_conflict_do_update(
             index_elements=[s.c.session_id],
             set_={
                 "next_position": s.c.next_position + stmt2.excluded.next_position,
+                "item_count": s.c.item_count + stmt2.excluded.item_count,
                 "updated_at": stmt2.excluded.updated_at,
             },
         ).returning(s.c.next_position)
@@ -166,20 +174,22 @@ class Operations:
         """Remove the session's last item; return its position and text, or ``None``."""
 
         async def work(conn: AsyncConnection) -> tuple[int, str] | None:
-            locked = await conn.execute(self._lock_session, {"sid": session_id, "now": utcnow()})
-            if locked.rowcount == 0:
+            claimed = await conn.execute(self._claim_pop, {"sid": session_id, "now": utcnow()})
+            if claimed.rowcount == 0:
                 return None
             if self._mysql:
                 result = await conn.execute(self._select_last_for_update, {"sid": session_id})
                 row = result.first()
-                if row is None:
-                    return None
-                await conn.execute(self._delete_one, {"sid": session_id, "pos": row.position})
+                if row is not None:
+                    await conn.execute(self._delete_one, {"sid": session_id, "pos": row.position})
             else:
                 result = await conn.execute(self._delete_last_returning, {"sid": session_id})
                 row = result.first()
-                if row is None:
-                    return None
+            if row is None:
+                # The count said there were items but none are left (rows deleted by hand):
+                # make the count true again rather than report an item that is not there.
+                await conn.execute(self._reset_count, {"sid": session_id})
+                return None
             return int(row.position), str(row.message_data)
 
         return await run_write(self.engine, work, retry=self.retry)

@@ -4,7 +4,8 @@ Two tables, both keyed by ``session_id`` so that every hot query stays on one se
 
 ``sessions``
     One row per conversation: ``session_id`` (primary key), ``next_position`` (the counter
-    that hands out message positions), ``created_at`` and ``updated_at`` (UTC).
+    that hands out message positions; it never goes back), ``item_count`` (the number of
+    items, kept exact by every write), ``created_at`` and ``updated_at`` (UTC).
 
 ``messages``
     One row per item: primary key ``(session_id, position)``, the item as JSON text in
@@ -178,7 +179,8 @@ class Tables:
     """Holds both tables; pass it to ``create_all`` or to Alembic as ``target_metadata``."""
 
     sessions: Table
-    """One row per session: ``session_id``, ``next_position``, ``created_at``, ``updated_at``."""
+    """One row per session: ``session_id``, ``next_position``, ``item_count``, ``created_at``,
+    ``updated_at``."""
 
     messages: Table
     """One row per item: ``session_id``, ``position``, ``message_data``, ``created_at``."""
@@ -218,6 +220,7 @@ def build_tables(
         metadata,
         Column("session_id", SessionIdString(), nullable=False),
         Column("next_position", BigInteger(), nullable=False),
+        Column("item_count", BigInteger(), nullable=False),
         Column("created_at", UTCDateTime(), nullable=False),
         Column("updated_at", UTCDateTime(), nullable=False),
         PrimaryKeyConstraint("session_id"),
