@@ -8,6 +8,7 @@ EXPECTED = {
     "CommitOutcomeUnknownError",
     "ConfigurationError",
     "ConvostoreError",
+    "DecryptionError",
     "InvalidInputError",
     "InvalidItemError",
     "InvalidLimitError",

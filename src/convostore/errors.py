@@ -13,6 +13,7 @@ or ``TypeError``), so code written for the Agents SDK's store keeps working::
     │   ├── InvalidItemError         (also TypeError) not a dict, not JSON, ...
     │   └── PayloadTooLargeError     larger than the server (or a configured limit) accepts
     ├── SchemaError                  tables missing, or not laid out as convostore expects
+    ├── DecryptionError              an encrypted item cannot be decrypted with the keys given
     └── StorageError                 the database failed; the driver's error is the __cause__
         └── CommitOutcomeUnknownError  the connection died while COMMIT was in flight
 """
@@ -23,6 +24,7 @@ __all__ = [
     "CommitOutcomeUnknownError",
     "ConfigurationError",
     "ConvostoreError",
+    "DecryptionError",
     "InvalidInputError",
     "InvalidItemError",
     "InvalidLimitError",
@@ -68,6 +70,10 @@ class PayloadTooLargeError(InvalidInputError):
 
 class SchemaError(ConvostoreError):
     """The tables are missing or are not laid out the way convostore expects."""
+
+
+class DecryptionError(ConvostoreError):
+    """A stored item cannot be decrypted: wrong or missing key, altered data, or not encrypted."""
 
 
 class StorageError(ConvostoreError):

@@ -88,9 +88,12 @@ class SQLAlchemySession:
     session_id: str
     """The conversation's identifier (at most 255 characters, compared exactly)."""
 
-    session_settings: SessionSettingsLike
+    # Typed Any on purpose: the Agents SDK's Session protocol declares this attribute with
+    # its own SessionSettings class, and a narrower type here would make type checkers reject
+    # a convostore session passed to Runner.run(..., session=...).
+    session_settings: Any
     """Settings an agent runner reads; ``session_settings.limit`` is the default limit of
-    :meth:`get_items`."""
+    :meth:`get_items`. A :class:`convostore.SessionSettings`, or the Agents SDK's own."""
 
     def __init__(
         self,
