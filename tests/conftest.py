@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import SQLAlchemySession, Tables, build_tables, create_engine
+from convostore.migrate import drop_version_table
 from convostore.session import create_tables
 
 POSTGRES_URL = os.environ.get(
@@ -121,6 +122,7 @@ async def tables(engine: AsyncEngine, backend: str) -> AsyncIterator[Tables]:
     yield t
     async with engine.begin() as conn:
         await conn.run_sync(t.metadata.drop_all)
+        await conn.run_sync(drop_version_table, t)  # stamped by create_tables
 
 
 @pytest.fixture

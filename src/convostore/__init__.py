@@ -19,19 +19,33 @@ from .errors import (
     ConfigurationError,
     ConvostoreError,
     DecryptionError,
+    InvalidCursorError,
     InvalidInputError,
     InvalidItemError,
     InvalidLimitError,
     InvalidSessionIdError,
     PayloadTooLargeError,
     SchemaError,
+    SessionExistsError,
+    SessionNotFoundError,
     StorageError,
     UnsupportedDriverError,
 )
+from .migrate import migrate
 from .protocol import Session
+from .records import (
+    ExportReport,
+    ImportReport,
+    ItemPage,
+    PageItem,
+    PruneReport,
+    SessionInfo,
+    SessionPage,
+)
 from .schema import Tables, build_tables
 from .session import SQLAlchemySession
 from .settings import SessionSettings
+from .store import SessionStore
 from .transaction import RetryPolicy
 from .urls import to_async_url
 
@@ -42,16 +56,27 @@ __all__ = [
     "ConfigurationError",
     "ConvostoreError",
     "DecryptionError",
+    "ExportReport",
+    "ImportReport",
+    "InvalidCursorError",
     "InvalidInputError",
     "InvalidItemError",
     "InvalidLimitError",
     "InvalidSessionIdError",
+    "ItemPage",
+    "PageItem",
     "PayloadTooLargeError",
+    "PruneReport",
     "RetryPolicy",
     "SQLAlchemySession",
     "SchemaError",
     "Session",
+    "SessionExistsError",
+    "SessionInfo",
+    "SessionNotFoundError",
+    "SessionPage",
     "SessionSettings",
+    "SessionStore",
     "StorageError",
     "Tables",
     "UnsupportedDriverError",
@@ -59,5 +84,6 @@ __all__ = [
     "build_tables",
     "configure_engine",
     "create_engine",
+    "migrate",
     "to_async_url",
 ]

@@ -26,6 +26,9 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 _configured: weakref.WeakSet[Engine] = weakref.WeakSet()
 _static_pool_locks: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+_writer_locks: weakref.WeakKeyDictionary[
+    Engine, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
+] = weakref.WeakKeyDictionary()
 
 
 def create_engine(url: str | URL, **engine_kwargs: Any) -> AsyncEngine:
@@ -79,4 +82,29 @@ def connection_lock(engine: AsyncEngine) -> asyncio.Lock | None:
     lock = _static_pool_locks.get(sync_engine)
     if lock is None:
         lock = _static_pool_locks[sync_engine] = asyncio.Lock()
+    return lock
+
+
+def writer_lock(engine: AsyncEngine) -> asyncio.Lock | None:
+    """Return the lock that queues this process's writers of a SQLite file, if the engine needs one.
+
+    SQLite lets one connection write at a time. A writer that finds the file locked waits in
+    SQLite's busy handler, which sleeps in growing steps (up to 100 ms) and keeps no queue:
+    under concurrent writes most of the time goes to sleeping, and the unlucky wait longest
+    (bench/, docs/performance.md). Writers that take this lock first wait their turn in
+    order instead; other processes still meet the busy timeout. Other backends lock rows, not
+    the database, and an in-memory database has :func:`connection_lock`: ``None`` for them.
+
+    Must be called from a running event loop (each loop gets its own lock).
+    """
+    sync_engine = engine.sync_engine
+    if sync_engine.dialect.name != "sqlite" or isinstance(sync_engine.pool, StaticPool):
+        return None
+    per_loop = _writer_locks.get(sync_engine)
+    if per_loop is None:
+        per_loop = _writer_locks[sync_engine] = weakref.WeakKeyDictionary()
+    loop = asyncio.get_running_loop()
+    lock = per_loop.get(loop)
+    if lock is None:
+        lock = per_loop[loop] = asyncio.Lock()
     return lock

@@ -11,7 +11,10 @@ or ``TypeError``), so code written for the Agents SDK's store keeps working::
     │   ├── InvalidSessionIdError
     │   ├── InvalidLimitError
     │   ├── InvalidItemError         (also TypeError) not a dict, not JSON, ...
-    │   └── PayloadTooLargeError     larger than the server (or a configured limit) accepts
+    │   ├── PayloadTooLargeError     larger than the server (or a configured limit) accepts
+    │   └── InvalidCursorError       a listing cursor that this store did not hand out
+    ├── SessionNotFoundError         (also LookupError) no session has that id
+    ├── SessionExistsError           an import found the session already stored
     ├── SchemaError                  tables missing, or not laid out as convostore expects
     ├── DecryptionError              an encrypted item cannot be decrypted with the keys given
     └── StorageError                 the database failed; the driver's error is the __cause__
@@ -25,12 +28,15 @@ __all__ = [
     "ConfigurationError",
     "ConvostoreError",
     "DecryptionError",
+    "InvalidCursorError",
     "InvalidInputError",
     "InvalidItemError",
     "InvalidLimitError",
     "InvalidSessionIdError",
     "PayloadTooLargeError",
     "SchemaError",
+    "SessionExistsError",
+    "SessionNotFoundError",
     "StorageError",
     "UnsupportedDriverError",
 ]
@@ -66,6 +72,18 @@ class InvalidItemError(InvalidInputError, TypeError):
 
 class PayloadTooLargeError(InvalidInputError):
     """An item is larger than the database server (or a configured limit) accepts."""
+
+
+class InvalidCursorError(InvalidInputError):
+    """A listing cursor is malformed or was not handed out by :meth:`SessionStore.list_sessions`."""
+
+
+class SessionNotFoundError(ConvostoreError, LookupError):
+    """No session has the id given to an operation that needs an existing session."""
+
+
+class SessionExistsError(ConvostoreError):
+    """An import met a session that is already stored (and was told to refuse, not skip)."""
 
 
 class SchemaError(ConvostoreError):

@@ -25,30 +25,36 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import weakref
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import Text, bindparam, delete, func, insert, select, true, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
 from .codec import decode_item
+from .engine import writer_lock
 from .errors import PayloadTooLargeError
 from .schema import Tables
-from .transaction import DEFAULT_RETRY, RetryPolicy, run_read, run_write
+from .transaction import DEFAULT_RETRY, RetryPolicy, Verify, run_read, run_write
 
-__all__ = ["Operations", "utcnow"]
+__all__ = ["Operations", "shared_operations", "utcnow"]
 
 logger = logging.getLogger("convostore")
+
+T = TypeVar("T")
 
 # Statement text around a MySQL row: quoting, the other columns, the INSERT itself.
 _MYSQL_STATEMENT_OVERHEAD = 4096
 # Below this many bytes a batch cannot reach any max_allowed_packet a server allows (1 MB
 # is the smallest MySQL and MariaDB default there has ever been), so the setting is not read.
 _MYSQL_PACKET_FLOOR = 1 << 20
+# The largest LIMIT every backend binds: a signed 64-bit integer.
+_MAX_LIMIT = (1 << 63) - 1
 
 _max_packet_cache: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
@@ -72,10 +78,20 @@ class Operations:
         self.retry = retry
         self.dialect = engine.dialect.name
         self._mysql = self.dialect in ("mysql", "mariadb")
+        # A read is one statement, atomic on its own. In a transaction, asyncpg would spend
+        # two more round trips on it (BEGIN, and ROLLBACK when the connection goes back to
+        # the pool), which cost a third of a tail read (bench/, docs/performance.md).
+        # Elsewhere autocommit would cost round trips instead (MySQL: SET autocommit).
+        self._read_engine = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.dialect == "postgresql"
+            else engine
+        )
         s, m = tables.sessions, tables.messages
         sid = bindparam("sid", type_=s.c.session_id.type)
 
         self._reserve = self._build_reserve()
+        self._append = self._build_append() if self.dialect == "postgresql" else None
         self._insert_messages = insert(m)
         # Taking the session's row lock and counting the pop in one statement; a session
         # with no items is left alone (and not locked).
@@ -142,21 +158,85 @@ class Operations:
             },
         ).returning(s.c.next_position)
 
+    def _build_append(self) -> Insert:
+        """PostgreSQL: reserve the positions and insert the batch in one statement.
+
+        The reserving upsert runs as a data-modifying CTE, and the batch comes as one array
+        parameter numbered by ``unnest ... WITH ORDINALITY``, so one prepared statement
+        serves every batch size. This saves a round trip and a statement execution per
+        append (bench/, docs/performance.md). The statement returns the new positions.
+        """
+        m = self.tables.messages
+        reserved = self._reserve.cte("reserved")
+        batch = (
+            func.unnest(bindparam("texts", type_=ARRAY(Text())))
+            .table_valued("message_data", with_ordinality="ordinal")
+            .render_derived()
+        )
+        rows = (
+            select(
+                bindparam("sid", type_=m.c.session_id.type),
+                reserved.c.next_position
+                - bindparam("n", type_=m.c.position.type)
+                + batch.c.ordinal
+                - 1,
+                batch.c.message_data,
+                bindparam("now", type_=m.c.created_at.type),
+            )
+            .select_from(reserved)
+            .join(batch, true())
+        )
+        columns = ["session_id", "position", "message_data", "created_at"]
+        return insert(m).from_select(columns, rows).add_cte(reserved).returning(m.c.position)
+
     # -- writes ---------------------------------------------------------------------------
 
-    async def add(self, session_id: str, texts: Sequence[str]) -> None:
-        """Append the encoded items ``texts`` to the session, as one transaction."""
+    async def _write(
+        self, work: Callable[[AsyncConnection], Awaitable[T]], *, verify: Verify | None = None
+    ) -> T:
+        """Run ``work`` as one write transaction.
+
+        On a SQLite file it first queues behind this process's other writers of the same
+        engine (see :func:`convostore.engine.writer_lock`).
+        """
+        lock = writer_lock(self.engine)
+        if lock is None:
+            return await run_write(self.engine, work, retry=self.retry, verify=verify)
+        async with lock:
+            return await run_write(self.engine, work, retry=self.retry, verify=verify)
+
+    async def add(
+        self,
+        session_id: str,
+        texts: Sequence[str],
+        *,
+        then: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+    ) -> None:
+        """Append the encoded items ``texts`` to the session, as one transaction.
+
+        ``then`` runs more SQL in the same transaction, after the insert and under the
+        session's row lock (the store uses it to trim and to set a new session's metadata).
+        """
         if not texts:
             return
         if self._mysql:
             await self._check_mysql_packet(texts)
         n = len(texts)
+        last_try: dict[str, Any] = {}
 
         async def work(conn: AsyncConnection) -> None:
             now = utcnow()
+            if self._append is not None:
+                params = {"sid": session_id, "n": n, "now": now, "texts": list(texts)}
+                positions = (await conn.execute(self._append, params)).scalars().all()
+                last_try.update(position=max(positions), now=now)
+                if then is not None:
+                    await then(conn)
+                return
             result = await conn.execute(self._reserve, {"sid": session_id, "n": n, "now": now})
             end = result.lastrowid if self._mysql else result.scalar_one()
             start = end - n
+            last_try.update(position=end - 1, now=now)
             rows = [
                 {
                     "session_id": session_id,
@@ -167,8 +247,24 @@ class Operations:
                 for offset, text in enumerate(texts)
             ]
             await conn.execute(self._insert_messages, rows if n > 1 else rows[0])
+            if then is not None:
+                await then(conn)
 
-        await run_write(self.engine, work, retry=self.retry)
+        async def committed(conn: AsyncConnection) -> bool | None:
+            # The COMMIT was lost. The batch's last row, with this try's timestamp, is there
+            # only if the try committed; if it is missing it may also have been popped since.
+            m = self.tables.messages
+            result = await conn.execute(
+                select(m.c.message_data, m.c.created_at).where(
+                    m.c.session_id == session_id, m.c.position == last_try["position"]
+                )
+            )
+            row = result.first()
+            if row is not None and row.created_at == last_try["now"] and row[0] == texts[-1]:
+                return True
+            return None
+
+        await self._write(work, verify=committed)
 
     async def pop(self, session_id: str) -> tuple[int, str] | None:
         """Remove the session's last item; return its position and text, or ``None``."""
@@ -177,7 +273,9 @@ class Operations:
             claimed = await conn.execute(self._claim_pop, {"sid": session_id, "now": utcnow()})
             if claimed.rowcount == 0:
                 return None
-            if self._mysql:
+            # MariaDB (10.3+) has DELETE ... RETURNING with a subquery on the same table, and
+            # saves a statement with it (bench/: pop); MySQL has neither.
+            if self._mysql and not conn.dialect.delete_returning:
                 result = await conn.execute(self._select_last_for_update, {"sid": session_id})
                 row = result.first()
                 if row is not None:
@@ -192,7 +290,7 @@ class Operations:
                 return None
             return int(row.position), str(row.message_data)
 
-        return await run_write(self.engine, work, retry=self.retry)
+        return await self._write(work)
 
     async def clear(self, session_id: str) -> None:
         """Delete the session and all its items, as one transaction."""
@@ -201,7 +299,7 @@ class Operations:
             await conn.execute(self._delete_session, {"sid": session_id})
             await conn.execute(self._delete_messages, {"sid": session_id})
 
-        await run_write(self.engine, work, retry=self.retry)
+        await self._write(work)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -209,6 +307,10 @@ class Operations:
         """Return the session's items in order: all, or the latest ``limit``."""
         if limit == 0:
             return []
+        if limit is not None and limit > _MAX_LIMIT:
+            # No session holds more items than a BIGINT position can count, and no driver
+            # binds a larger LIMIT: a limit past that means "everything".
+            limit = None
 
         async def work(conn: AsyncConnection) -> Sequence[Any]:
             if limit is None:
@@ -217,7 +319,7 @@ class Operations:
             result = await conn.execute(self._select_tail, {"sid": session_id, "lim": limit})
             return result.all()[::-1]
 
-        rows = await run_read(self.engine, work, retry=self.retry)
+        rows = await run_read(self._read_engine, work, retry=self.retry)
         return self.decode_rows(session_id, rows)
 
     @staticmethod
@@ -272,3 +374,21 @@ def _mysql_escaped_size(text: str) -> int:
     """Bytes ``text`` takes in a MySQL statement: UTF-8, plus one per escaped character."""
     size = len(text) if text.isascii() else len(text.encode("utf-8"))
     return size + sum(text.count(char) for char in ("\\", '"', "'", "\n", "\r", "\x00", "\x1a"))
+
+
+def shared_operations(
+    engine: AsyncEngine, tables: Tables, retry: RetryPolicy = DEFAULT_RETRY
+) -> Operations:
+    """Return the one :class:`Operations` for this engine, table set and retry policy.
+
+    Sessions on the same engine and tables share it, so its statements are built once
+    however many sessions an application opens.
+    """
+    # Kept on the engine itself: a weak-keyed map would be kept alive by its own values,
+    # which point back at the engine.
+    cache = vars(engine.sync_engine).setdefault("_convostore_operations", {})
+    per_engine: dict[tuple[Tables, RetryPolicy], Operations] = cache
+    ops = per_engine.get((tables, retry))
+    if ops is None:
+        ops = per_engine[(tables, retry)] = Operations(engine, tables, retry=retry)
+    return ops

@@ -5,7 +5,9 @@ Two tables, both keyed by ``session_id`` so that every hot query stays on one se
 ``sessions``
     One row per conversation: ``session_id`` (primary key), ``next_position`` (the counter
     that hands out message positions; it never goes back), ``item_count`` (the number of
-    items, kept exact by every write), ``created_at`` and ``updated_at`` (UTC).
+    items, kept exact by every write), ``created_at`` and ``updated_at`` (UTC), and the
+    application's ``user_id`` and ``metadata`` (a JSON object as text), both optional.
+    Indexed on ``(user_id, updated_at)`` and ``(updated_at)`` for listing and pruning.
 
 ``messages``
     One row per item: primary key ``(session_id, position)``, the item as JSON text in
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +33,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKeyConstraint,
+    Index,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -45,6 +49,8 @@ from .errors import ConfigurationError
 __all__ = [
     "DEFAULT_MESSAGES_TABLE",
     "DEFAULT_SESSIONS_TABLE",
+    "JSONObjectText",
+    "MAX_METADATA_BYTES",
     "MAX_SESSION_ID_LENGTH",
     "NAMING_CONVENTION",
     "PayloadText",
@@ -63,6 +69,9 @@ DEFAULT_MESSAGES_TABLE = "agent_messages"
 
 MAX_SESSION_ID_LENGTH = 255
 """The longest session id, in characters, that every backend stores."""
+
+MAX_METADATA_BYTES = 65_535
+"""The largest session ``metadata`` object, in bytes of compact UTF-8 JSON."""
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -130,7 +139,40 @@ class PayloadText(TypeDecorator[str]):
         """Use ``LONGTEXT`` (utf8mb4) on MySQL and MariaDB."""
         if dialect.name in ("mysql", "mariadb"):
             return dialect.type_descriptor(mysql.LONGTEXT(charset="utf8mb4"))
-        return dialect.type_descriptor(Text())
+        # Text itself: the asyncpg dialect would turn a Text descriptor into VARCHAR.
+        return Text()
+
+
+class JSONObjectText(TypeDecorator[dict[str, Any]]):
+    """A JSON object stored as compact text: ``TEXT`` (``MEDIUMTEXT`` on MySQL), read as a dict.
+
+    Stored as text rather than each backend's JSON type so that the value reads back the
+    same on every backend (key order, number formats) and needs no JSON support in SQLite.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """Use ``MEDIUMTEXT`` (utf8mb4) on MySQL and MariaDB, whose ``TEXT`` stops at 64 KB."""
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.MEDIUMTEXT(charset="utf8mb4"))
+        # Not dialect.type_descriptor(Text()): PostgreSQL's drivers map that to a string
+        # type that renders as VARCHAR.
+        return self.impl_instance
+
+    def process_bind_param(self, value: dict[str, Any] | None, dialect: Dialect) -> str | None:
+        """Encode the object as compact JSON."""
+        if value is None:
+            return None
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dict[str, Any] | None:
+        """Decode the stored JSON text."""
+        if value is None:
+            return None
+        decoded = json.loads(value)
+        return decoded if isinstance(decoded, dict) else None
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -180,7 +222,7 @@ class Tables:
 
     sessions: Table
     """One row per session: ``session_id``, ``next_position``, ``item_count``, ``created_at``,
-    ``updated_at``."""
+    ``updated_at``, ``user_id``, ``metadata``."""
 
     messages: Table
     """One row per item: ``session_id``, ``position``, ``message_data``, ``created_at``."""
@@ -223,7 +265,14 @@ def build_tables(
         Column("item_count", BigInteger(), nullable=False),
         Column("created_at", UTCDateTime(), nullable=False),
         Column("updated_at", UTCDateTime(), nullable=False),
+        # Compared exactly, like session ids: "User-7" and "user-7" are two users.
+        Column("user_id", SessionIdString(), nullable=True),
+        Column("metadata", JSONObjectText(), nullable=True),
         PrimaryKeyConstraint("session_id"),
+        # A user's sessions newest first (list_sessions, delete_user); all sessions by age
+        # (list_sessions, prune). Names come from NAMING_CONVENTION.
+        Index(None, "user_id", "updated_at"),
+        Index(None, "updated_at"),
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )

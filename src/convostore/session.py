@@ -21,17 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
 from sqlalchemy import inspect
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .codec import encode_items
 from .engine import configure_engine, create_engine
 from .errors import ConfigurationError, InvalidSessionIdError, SchemaError
-from .operations import Operations
+from .migrate import check_revision, stamp_head
+from .operations import shared_operations
 from .schema import (
     DEFAULT_MESSAGES_TABLE,
     DEFAULT_SESSIONS_TABLE,
@@ -105,6 +107,7 @@ class SQLAlchemySession:
         messages_table: str = DEFAULT_MESSAGES_TABLE,
         session_settings: SessionSettingsLike | dict[str, Any] | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
+        max_item_bytes: int | None = None,
     ) -> None:
         """Create a session on an engine the application owns (it is never disposed here).
 
@@ -120,6 +123,8 @@ class SQLAlchemySession:
             session_settings: Default settings (``{"limit": N}``, or a ``SessionSettings``
                 from convostore or the Agents SDK).
             retry: How transient database errors are retried.
+            max_item_bytes: Refuse (with ``PayloadTooLargeError``, before anything is
+                written) an item whose stored JSON is longer than this many UTF-8 bytes.
 
         Raises:
             InvalidSessionIdError: ``session_id`` is not a usable id.
@@ -138,7 +143,17 @@ class SQLAlchemySession:
         self._owns_engine = False
         self._create_tables = create_tables
         configure_engine(engine)
-        self._ops = Operations(engine, self._tables, retry=retry)
+        self._ops = shared_operations(engine, self._tables, retry)
+        if max_item_bytes is not None and (
+            isinstance(max_item_bytes, bool)
+            or not isinstance(max_item_bytes, int)
+            or max_item_bytes < 1
+        ):
+            raise ConfigurationError(
+                f"max_item_bytes must be None or an integer >= 1, got {max_item_bytes!r}"
+            )
+        self.max_item_bytes = max_item_bytes
+        """The largest item, in bytes of stored JSON, that :meth:`add_items` accepts."""
 
     @classmethod
     def from_url(
@@ -221,11 +236,11 @@ class SQLAlchemySession:
                 nothing of the batch is written.
             PayloadTooLargeError: An item is larger than the database server accepts.
         """
-        texts = encode_items(items)
+        texts = encode_items(items, max_item_bytes=self.max_item_bytes)
         if not texts:
             return
         await self._ensure_tables()
-        await self._ops.add(self.session_id, texts)
+        await self._ops.add(self.session_id, texts, then=self._on_write())
 
     async def pop_item(self) -> Any | None:
         """Remove and return the latest item, or ``None`` if the session has none.
@@ -264,6 +279,13 @@ class SQLAlchemySession:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    def _on_write(self) -> Callable[[AsyncConnection], Awaitable[None]] | None:
+        """Return more SQL for :meth:`add_items` to run in its transaction, or ``None``.
+
+        A store's sessions trim and record their metadata there.
+        """
+        return None
 
     # -- tables ---------------------------------------------------------------------------
 
@@ -305,4 +327,7 @@ def _create_and_check(conn: Connection, tables: Tables) -> None:
                 f"{missing}); if it was written by the Agents SDK's SQLAlchemySession, adopt it "
                 f"with `convostore migrate upgrade head`, or choose other table names"
             )
+    check_revision(conn, tables)
     tables.metadata.create_all(conn, checkfirst=True)
+    # Alembic's "building an up-to-date database from scratch": a later upgrade is a no-op.
+    stamp_head(conn, tables)

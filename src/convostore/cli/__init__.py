@@ -21,6 +21,30 @@ def main() -> None:
 
 def _register() -> None:
     # One line per command module; each module exposes one click command or group.
+    from .demo import demo
+
+    main.add_command(demo)
+    from .migrate import migrate
+
+    main.add_command(migrate)
+    from .sessions import sessions
+
+    main.add_command(sessions)
+    from .export import export
+
+    main.add_command(export)
+    from .import_ import import_command
+
+    main.add_command(import_command)
+    from .prune import prune
+
+    main.add_command(prune)
+    from .delete import delete
+
+    main.add_command(delete)
+    from .doctor import doctor
+
+    main.add_command(doctor)
     pass
 
 

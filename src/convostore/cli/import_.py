@@ -1,0 +1,64 @@
+"""``convostore import``: read sessions written by ``convostore export``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import IO
+
+import click
+
+from ..records import ImportReport
+from ..store import SessionStore
+from ._common import open_store, print_json, progress_bar, run, store_options
+
+__all__ = ["import_command"]
+
+
+@click.command("import")
+@store_options
+@click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
+@click.option(
+    "--skip-existing",
+    is_flag=True,
+    help="Leave sessions that already exist as they are (default: stop with an error).",
+)
+@click.option("--create-tables", is_flag=True, help="Create the tables if they are missing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def import_command(
+    url: str,
+    sessions_table: str,
+    messages_table: str,
+    source: IO[str],
+    skip_existing: bool,
+    create_tables: bool,
+    as_json: bool,
+) -> None:
+    """Import sessions from a JSON Lines file (- for standard input), exactly as exported."""
+    store = open_store(url, sessions_table, messages_table)
+    try:
+        total: int | None = os.fstat(source.fileno()).st_size or None
+    except (OSError, ValueError, AttributeError):
+        total = None
+
+    async def work(store: SessionStore) -> ImportReport:
+        if create_tables:
+            await store.create_tables()
+        with progress_bar() as bar:
+            task = bar.add_task("importing (bytes)", total=total)
+
+            def lines() -> Iterator[str]:
+                for line in source:
+                    # Characters, not bytes, but close enough for a progress bar.
+                    bar.advance(task, len(line))
+                    yield line
+
+            return await store.import_(lines(), on_existing="skip" if skip_existing else "error")
+
+    report = run(store, work)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    click.echo(f"Imported {report.sessions:,} sessions, {report.items:,} items.")
+    if report.skipped:
+        click.echo(f"Skipped {len(report.skipped):,} sessions that already existed.")

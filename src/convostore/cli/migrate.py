@@ -1,0 +1,173 @@
+"""``convostore migrate``: run convostore's packaged Alembic migrations.
+
+A thin wrapper over Alembic's command API on the scripts shipped in the package, for users
+who installed convostore and have no ``alembic.ini``::
+
+    convostore migrate --url postgresql://app@db/agents upgrade head
+    CONVOSTORE_URL=mysql://app@db/agents convostore migrate current
+    convostore migrate --url postgresql://app@db/agents upgrade head --sql > convostore.sql
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..errors import ConvostoreError
+
+__all__ = ["migrate"]
+
+
+def _x_pairs(values: tuple[str, ...]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        key, sep, setting = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {value!r}", param_hint="-x")
+        pairs[key.strip()] = setting.strip()
+    return pairs
+
+
+@click.group("migrate")
+@click.option(
+    "--url",
+    envvar="CONVOSTORE_URL",
+    help="Database URL (default: $CONVOSTORE_URL). Plain postgres://, mysql://, sqlite:/// "
+    "URLs get convostore's drivers.",
+)
+@click.option("--sessions-table", help="Name of the sessions table (default agent_sessions).")
+@click.option("--messages-table", help="Name of the messages table (default agent_messages).")
+@click.option("--schema", help="PostgreSQL schema holding the tables and the version table.")
+@click.option("--version-table", help="Alembic version table (default derived from the names).")
+@click.option(
+    "-x",
+    "x_arguments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An Alembic -x setting: url, sessions_table, messages_table, schema, version_table.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Do not log the revisions being run.")
+@click.pass_context
+def migrate(
+    ctx: click.Context,
+    url: str | None,
+    sessions_table: str | None,
+    messages_table: str | None,
+    schema: str | None,
+    version_table: str | None,
+    x_arguments: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Create or upgrade convostore's tables with its Alembic migrations.
+
+    Settings not given here come from CONVOSTORE_SESSIONS_TABLE, CONVOSTORE_MESSAGES_TABLE,
+    CONVOSTORE_SCHEMA and CONVOSTORE_VERSION_TABLE. See docs/migrations.md.
+    """
+    settings = _x_pairs(x_arguments)
+    given = {
+        "url": url,
+        "sessions_table": sessions_table,
+        "messages_table": messages_table,
+        "schema": schema,
+        "version_table": version_table,
+    }
+    for key, value in given.items():
+        if value and key not in settings:
+            settings[key] = value
+    ctx.obj = settings
+    if not quiet:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        # Only the revisions being run; Alembic's chatter about its context is noise here.
+        handler.addFilter(lambda record: record.getMessage().startswith("Running "))
+        logger = logging.getLogger("alembic.runtime.migration")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def _run(ctx: click.Context, work: Callable[[Any], object]) -> None:
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..migrate import make_config
+
+    config = make_config(x_arguments=ctx.obj, stdout=sys.stdout)
+    try:
+        work(config)
+    except (ConvostoreError, CommandError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except SQLAlchemyError as exc:
+        # The driver's message, never the URL (it may hold a password).
+        detail = getattr(exc, "orig", None) or exc
+        raise click.ClickException(f"{type(detail).__name__}: {detail}") from None
+
+
+_SQL = click.option(
+    "--sql", is_flag=True, help="Print the SQL instead of running it (offline mode)."
+)
+
+
+@migrate.command()
+@click.argument("revision", default="head")
+@_SQL
+@click.pass_context
+def upgrade(ctx: click.Context, revision: str, sql: bool) -> None:
+    """Upgrade to REVISION (default: head); adopts an Agents SDK database."""
+    from alembic import command
+
+    _run(ctx, lambda cfg: command.upgrade(cfg, revision, sql=sql))
+
+
+@migrate.command()
+@click.argument("revision")
+@_SQL
+@click.pass_context
+def downgrade(ctx: click.Context, revision: str, sql: bool) -> None:
+    """Downgrade to REVISION ("base" drops the tables and their data; with --sql: head:base)."""
+    from alembic import command
+
+    _run(ctx, lambda cfg: command.downgrade(cfg, revision, sql=sql))
+
+
+@migrate.command()
+@click.option("-v", "--verbose", is_flag=True, help="Show the revision's details.")
+@click.pass_context
+def current(ctx: click.Context, verbose: bool) -> None:
+    """Show the revision the database is at."""
+    from alembic import command
+
+    _run(ctx, lambda cfg: command.current(cfg, verbose=verbose))
+
+
+@migrate.command()
+@click.option("-v", "--verbose", is_flag=True, help="Show each revision's details.")
+@click.pass_context
+def history(ctx: click.Context, verbose: bool) -> None:
+    """List convostore's revisions, newest first."""
+    from alembic import command
+
+    _run(ctx, lambda cfg: command.history(cfg, verbose=verbose))
+
+
+@migrate.command()
+@click.argument("revision")
+@_SQL
+@click.pass_context
+def stamp(ctx: click.Context, revision: str, sql: bool) -> None:
+    """Record REVISION in the version table without running migrations."""
+    from alembic import command
+
+    _run(ctx, lambda cfg: command.stamp(cfg, revision, sql=sql))
+
+
+@migrate.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Fail if the database's tables differ from this convostore's schema."""
+    from alembic import command
+
+    _run(ctx, lambda cfg: command.check(cfg))

@@ -1,0 +1,416 @@
+"""A scripted agent conversation, run by the OpenAI Agents SDK and stored by convostore.
+
+Needs the Agents SDK (``pip install 'convostore[agents]'``); no network and no API key:
+:class:`ScriptedModel` is an Agents SDK model that answers from a script instead of calling
+a provider. Use it to try convostore with a real runner::
+
+    from agents import Agent, Runner
+    from convostore import SQLAlchemySession
+    from convostore.demo import ScriptedModel, demo_agent, demo_responder
+
+    agent = demo_agent(ScriptedModel(demo_responder))
+    async with SQLAlchemySession.from_url("me", url="sqlite:///chat.db",
+                                          create_tables=True) as session:
+        await Runner.run(agent, "What's the weather in Paris?", session=session)
+        result = await Runner.run(agent, "What did I ask you so far?", session=session)
+        print(result.final_output)  # names the Paris question: the session remembered it
+
+:func:`run_demo` is what ``convostore demo`` runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from .session import SQLAlchemySession
+from .urls import to_async_url
+
+INSTALL_HINT = "pip install 'convostore[agents]'"
+"""The command that installs what this module needs."""
+
+try:
+    from agents import Agent, RunConfig, Runner, function_tool
+    from agents.agent_output import AgentOutputSchemaBase
+    from agents.handoffs import Handoff
+    from agents.items import (
+        ModelResponse,
+        TResponseInputItem,
+        TResponseOutputItem,
+        TResponseStreamEvent,
+    )
+    from agents.model_settings import ModelSettings
+    from agents.models.interface import Model, ModelTracing
+    from agents.tool import Tool
+    from agents.usage import Usage
+    from openai.types.responses import (
+        Response,
+        ResponseCompletedEvent,
+        ResponseCreatedEvent,
+        ResponseFunctionToolCall,
+        ResponseOutputItemAddedEvent,
+        ResponseOutputItemDoneEvent,
+        ResponseOutputMessage,
+        ResponseOutputText,
+        ResponseTextDeltaEvent,
+    )
+    from openai.types.responses.response_prompt_param import ResponsePromptParam
+    from openai.types.responses.response_reasoning_item import ResponseReasoningItem, Summary
+except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ModuleNotFoundError(
+        f"convostore's demo needs the OpenAI Agents SDK (openai-agents): {INSTALL_HINT}",
+        name="agents",
+    ) from exc
+
+__all__ = [
+    "DEFAULT_SESSION_ID",
+    "DEFAULT_URL",
+    "INSTALL_HINT",
+    "DemoRun",
+    "DemoTurn",
+    "Responder",
+    "ScriptedModel",
+    "demo_agent",
+    "demo_responder",
+    "function_call",
+    "get_weather",
+    "message",
+    "reasoning",
+    "run_demo",
+]
+
+DEFAULT_URL = "sqlite:///convostore-demo.db"
+"""Where ``convostore demo`` stores its conversation unless told otherwise."""
+
+DEFAULT_SESSION_ID = "convostore-demo"
+"""The session id of the demo's conversation."""
+
+Responder = Callable[[list[dict[str, Any]]], Sequence[TResponseOutputItem]]
+"""A script: given the model's whole input (history and new turn), return its output items."""
+
+
+def _next_id(prefix: str) -> str:
+    # Unique across runs and processes, like a provider's ids: the stored history keeps them.
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def message(text: str) -> ResponseOutputMessage:
+    """An assistant message output item with ``text``."""
+    return ResponseOutputMessage(
+        id=_next_id("msg"),
+        type="message",
+        role="assistant",
+        status="completed",
+        content=[ResponseOutputText(type="output_text", text=text, annotations=[])],
+    )
+
+
+def function_call(name: str, arguments: dict[str, Any]) -> ResponseFunctionToolCall:
+    """A function tool call output item: the runner calls tool ``name`` with ``arguments``."""
+    return ResponseFunctionToolCall(
+        id=_next_id("fc"),
+        call_id=_next_id("call"),
+        type="function_call",
+        name=name,
+        arguments=json.dumps(arguments),
+        status="completed",
+    )
+
+
+def reasoning(summary: str) -> ResponseReasoningItem:
+    """A reasoning output item whose summary is ``summary``."""
+    return ResponseReasoningItem(
+        id=_next_id("rs"),
+        type="reasoning",
+        summary=[Summary(type="summary_text", text=summary)],
+    )
+
+
+class ScriptedModel(Model):
+    """An Agents SDK model that answers from a script: no network, no API key.
+
+    Args:
+        script: Either a :data:`Responder` (called with each request's input items), or the
+            outputs of successive requests, in order.
+        record_inputs: Keep every request's input in :attr:`inputs`, so a test can check
+            what history the runner sent. Turn it off in a long-running server.
+    """
+
+    def __init__(
+        self,
+        script: Responder | Iterable[Sequence[TResponseOutputItem]],
+        *,
+        record_inputs: bool = True,
+    ) -> None:
+        if callable(script):
+            self._responder: Responder | None = script
+            self._outputs: list[Sequence[TResponseOutputItem]] = []
+        else:
+            self._responder = None
+            self._outputs = list(script)
+        self._record_inputs = record_inputs
+        self.inputs: list[list[dict[str, Any]]] = []
+        """The input items of each request, in order (if ``record_inputs``)."""
+
+    def _respond(self, input: str | list[TResponseInputItem]) -> list[TResponseOutputItem]:
+        if isinstance(input, str):
+            items: list[dict[str, Any]] = [{"role": "user", "content": input}]
+        else:
+            items = [dict(item) for item in input]
+        if self._record_inputs:
+            self.inputs.append(items)
+        if self._responder is not None:
+            return list(self._responder(items))
+        if not self._outputs:
+            raise RuntimeError("ScriptedModel: the script has no output left for this request")
+        return list(self._outputs.pop(0))
+
+    async def get_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> ModelResponse:
+        """Return the script's next output as one response."""
+        output = self._respond(input)
+        return ModelResponse(output=output, usage=Usage(requests=1), response_id=None)
+
+    async def stream_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        """Stream the script's next output: created, each item (text as deltas), completed."""
+        output = self._respond(input)
+        response = Response(
+            id=_next_id("resp"),
+            created_at=0,
+            model="scripted",
+            object="response",
+            output=[],
+            tool_choice="auto",
+            tools=[],
+            parallel_tool_calls=False,
+            status="in_progress",
+        )
+        sequence = itertools.count()
+        yield ResponseCreatedEvent(
+            type="response.created", response=response, sequence_number=next(sequence)
+        )
+        for index, item in enumerate(output):
+            yield ResponseOutputItemAddedEvent(
+                type="response.output_item.added",
+                item=item,
+                output_index=index,
+                sequence_number=next(sequence),
+            )
+            if isinstance(item, ResponseOutputMessage):
+                for content_index, part in enumerate(item.content):
+                    if isinstance(part, ResponseOutputText):
+                        for word in re.findall(r"\S+\s*", part.text):
+                            yield ResponseTextDeltaEvent(
+                                type="response.output_text.delta",
+                                item_id=item.id,
+                                output_index=index,
+                                content_index=content_index,
+                                delta=word,
+                                logprobs=[],
+                                sequence_number=next(sequence),
+                            )
+            yield ResponseOutputItemDoneEvent(
+                type="response.output_item.done",
+                item=item,
+                output_index=index,
+                sequence_number=next(sequence),
+            )
+        yield ResponseCompletedEvent(
+            type="response.completed",
+            response=response.model_copy(update={"output": output, "status": "completed"}),
+            sequence_number=next(sequence),
+        )
+
+
+# -- the demo's agent -----------------------------------------------------------------------
+
+_WEATHER = {
+    "paris": "18°C and sunny",
+    "lisbon": "22°C with a light breeze",
+    "tokyo": "15°C and raining",
+    "oslo": "4°C with snow showers",
+}
+
+
+@function_tool
+def get_weather(city: str) -> str:
+    """Return today's weather in ``city`` (made up: the demo never calls the network).
+
+    Args:
+        city: The city's name.
+    """
+    return _WEATHER.get(city.lower(), "20°C and cloudy")
+
+
+def _text_of(item: dict[str, Any]) -> str:
+    content = item.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+def demo_responder(items: list[dict[str, Any]]) -> list[TResponseOutputItem]:
+    """The demo's script: answers weather questions with a tool, and recaps the conversation.
+
+    It sees only what the runner sends, so its recap lists exactly the user messages the
+    session handed back: the proof that the conversation was remembered.
+    """
+    last = items[-1]
+    if last.get("type") == "function_call_output":
+        call = next(
+            (
+                i
+                for i in reversed(items)
+                if i.get("type") == "function_call" and i.get("call_id") == last.get("call_id")
+            ),
+            {"arguments": '{"city": "that city"}'},
+        )
+        city = json.loads(call["arguments"]).get("city", "that city")
+        return [message(f"It is {last.get('output')} in {city} today.")]
+    question = _text_of(last)
+    match = re.search(r"weather in ([A-Z][\w-]*)", question)
+    if match:
+        city = match.group(1)
+        return [
+            reasoning(f"The user asks about the weather in {city}: call get_weather."),
+            function_call("get_weather", {"city": city}),
+        ]
+    asked = [_text_of(i) for i in items[:-1] if i.get("role") == "user"]
+    if not asked:
+        return [message("Nothing yet: this is your first message.")]
+    listing = "; ".join(f"{n}. {text}" for n, text in enumerate(asked, 1))
+    return [message(f"Before this, you asked me: {listing}")]
+
+
+def demo_agent(model: Model) -> Agent[Any]:
+    """The demo's agent: one tool (``get_weather``) and the given model."""
+    return Agent(
+        name="Weather assistant",
+        instructions="Answer weather questions with the get_weather tool.",
+        tools=[get_weather],
+        model=model,
+    )
+
+
+# -- ``convostore demo`` ----------------------------------------------------------------------
+
+_CITIES = ["Paris", "Lisbon", "Tokyo", "Oslo"]
+
+
+@dataclass
+class DemoTurn:
+    """One turn of the demo: what the user said and the items the session stored for it."""
+
+    prompt: str
+    """The user's message."""
+
+    items: list[dict[str, Any]]
+    """The items stored by this turn, read back from the database."""
+
+
+@dataclass
+class DemoRun:
+    """What :func:`run_demo` did."""
+
+    url: str
+    """The database URL, password hidden."""
+
+    session_id: str
+    """The conversation's session id."""
+
+    earlier_items: int
+    """How many items earlier runs had stored (0 on a new conversation)."""
+
+    turns: list[DemoTurn] = field(default_factory=list)
+    """This run's turns."""
+
+    total_items: int = 0
+    """How many items the session holds at the end."""
+
+
+async def run_demo(
+    url: str | URL = DEFAULT_URL,
+    *,
+    session_id: str = DEFAULT_SESSION_ID,
+    reset: bool = False,
+    on_start: Callable[[DemoRun], Awaitable[None] | None] | None = None,
+    on_turn: Callable[[DemoTurn], Awaitable[None] | None] | None = None,
+) -> DemoRun:
+    """Run two scripted turns through the Agents SDK runner, stored in the session.
+
+    The first turn asks for the weather (a tool call); the second asks what was asked so far,
+    and the scripted model answers from the history the session handed back, including the
+    turns of earlier runs.
+
+    Args:
+        url: The database URL (plain ``sqlite://``, ``postgresql://``, ``mysql://`` URLs work).
+        session_id: The conversation to continue.
+        reset: Clear the conversation first.
+        on_start: Called once the stored history has been counted.
+        on_turn: Called after each turn.
+
+    Raises:
+        ConvostoreError: The URL or the database is unusable.
+    """
+    shown_url = to_async_url(url).render_as_string(hide_password=True)
+    async with SQLAlchemySession.from_url(session_id, url=url, create_tables=True) as session:
+        if reset:
+            await session.clear_session()
+        history = await session.get_items()
+        run = DemoRun(url=shown_url, session_id=session_id, earlier_items=len(history))
+        await _call(on_start, run)
+        earlier_questions = sum(1 for item in history if item.get("role") == "user")
+        city = _CITIES[(earlier_questions // 2) % len(_CITIES)]
+        agent = demo_agent(ScriptedModel(demo_responder))
+        config = RunConfig(tracing_disabled=True)
+        stored = len(history)
+        for prompt in (f"What's the weather in {city}?", "What did I ask you so far?"):
+            await Runner.run(agent, prompt, session=session, run_config=config)
+            items = await session.get_items()
+            turn = DemoTurn(prompt=prompt, items=items[stored:])
+            stored = len(items)
+            run.turns.append(turn)
+            await _call(on_turn, turn)
+        run.total_items = stored
+    return run
+
+
+async def _call(callback: Callable[[Any], Awaitable[None] | None] | None, arg: Any) -> None:
+    if callback is not None:
+        result = callback(arg)
+        if result is not None:
+            await result

@@ -1,0 +1,640 @@
+"""Faults: database restarts in the middle of a stream, and connections cut around COMMIT.
+
+The restart tests start their own PostgreSQL and MariaDB servers in temporary directories,
+on free ports, and restart *those*: the shared test servers are never touched. They are
+marked ``fault`` (``pytest -m fault`` runs them alone) and need the server binaries
+(``initdb``/``pg_ctl``, ``mariadb-install-db``/``mariadbd``); without them they skip, except
+under ``CI=true``, where they fail.
+
+The COMMIT tests put a small TCP proxy between the driver and a server and cut the
+connection exactly around the ``COMMIT`` statement, to check that a write is retried only
+when it certainly did not commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from convostore import (
+    CommitOutcomeUnknownError,
+    ConvostoreError,
+    RetryPolicy,
+    SQLAlchemySession,
+    StorageError,
+    Tables,
+    build_tables,
+    create_engine,
+)
+from convostore.migrate import version_table_for
+from convostore.session import create_tables
+from convostore.transaction import run_write
+
+from .conftest import IN_CI, MYSQL_URL, POSTGRES_URL
+
+pytestmark = pytest.mark.fault
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _missing(what: str) -> None:
+    message = f"{what}; the fault tests start their own database servers"
+    if IN_CI:
+        pytest.fail(f"CI=true and {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def _wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"no server on port {port} after {timeout}s")
+
+
+class PrivateServer:
+    """A database server of this test module's own, which it may stop and start at will."""
+
+    url: str
+    name: str
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self, *, crash: bool = False) -> None:
+        raise NotImplementedError
+
+    def destroy(self) -> None:
+        raise NotImplementedError
+
+    def restart(self, down_for: float, *, crash: bool = False) -> float:
+        """Stop the server, keep it down ``down_for`` seconds, start it; return the outage."""
+        began = time.monotonic()
+        self.stop(crash=crash)
+        time.sleep(down_for)
+        self.start()
+        return time.monotonic() - began
+
+
+class PrivatePostgres(PrivateServer):
+    """A PostgreSQL cluster made with initdb, run with pg_ctl (as ``postgres`` when root)."""
+
+    name = "postgresql"
+
+    def __init__(self) -> None:
+        bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        bindir = os.environ.get("CONVOSTORE_PG_BINDIR") or (bindirs[-1] if bindirs else "")
+        if not os.path.exists(os.path.join(bindir, "pg_ctl")):
+            _missing("PostgreSQL server binaries (initdb, pg_ctl) not found")
+        self.bindir = bindir
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.dir = tempfile.mkdtemp(prefix="convostore-pg-")
+        if self.as_user:
+            shutil.chown(self.dir, "postgres")
+        self.port = _free_port()
+        self.url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+        self._run("initdb", "-D", f"{self.dir}/data", "-A", "trust", "-U", "postgres", "--no-sync")
+        self.start()
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run(
+            [*self.as_user, os.path.join(self.bindir, tool), *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def _ctl(self, *args: str) -> None:
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", f"{self.dir}/data", "-l", f"{self.dir}/log", "-o", options, *args)
+
+    def start(self) -> None:
+        self._ctl("-w", "start")
+
+    def stop(self, *, crash: bool = False) -> None:
+        # "fast" rolls back open transactions and closes every session; "immediate" is a
+        # crash: no checkpoint, crash recovery at the next start.
+        self._ctl("-w", "-m", "immediate" if crash else "fast", "stop")
+
+    def destroy(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._ctl("-w", "-m", "immediate", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivateMariaDB(PrivateServer):
+    """A MariaDB server on a data directory made with mariadb-install-db."""
+
+    name = "mysql"
+
+    def __init__(self) -> None:
+        install = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
+        server = shutil.which("mariadbd", path="/usr/sbin:/usr/bin") or shutil.which(
+            "mysqld", path="/usr/sbin:/usr/bin"
+        )
+        if not install or not server:
+            _missing("MariaDB server binaries (mariadb-install-db, mariadbd) not found")
+        self.server = str(server)
+        self.dir = tempfile.mkdtemp(prefix="convostore-mariadb-")
+        self.port = _free_port()
+        self.url = f"mysql+aiomysql://root@127.0.0.1:{self.port}/test"
+        self.user = ["--user=root"] if os.geteuid() == 0 else []
+        subprocess.run(
+            [
+                str(install),
+                "--no-defaults",
+                f"--datadir={self.dir}/data",
+                *self.user,
+                "--auth-root-authentication-method=normal",
+                "--skip-name-resolve",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+        os.makedirs(f"{self.dir}/data/test", exist_ok=True)  # the `test` database
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.server,
+                "--no-defaults",
+                f"--datadir={self.dir}/data",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--socket={self.dir}/mysqld.sock",
+                f"--pid-file={self.dir}/mysqld.pid",
+                "--innodb-buffer-pool-size=32M",
+                "--skip-name-resolve",
+                f"--log-error={self.dir}/error.log",
+                *self.user,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_for_port(self.port)
+
+    def stop(self, *, crash: bool = False) -> None:
+        if self.process is None:
+            return
+        # SIGTERM is a clean shutdown (open transactions rolled back); SIGKILL a crash, with
+        # InnoDB crash recovery at the next start.
+        self.process.send_signal(signal.SIGKILL if crash else signal.SIGTERM)
+        self.process.wait(timeout=60)
+        self.process = None
+
+    def destroy(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop(crash=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("postgresql", marks=pytest.mark.postgresql),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ],
+)
+def server(request: pytest.FixtureRequest) -> Iterator[PrivateServer]:
+    """A private server of the backend, started for this module and removed at the end."""
+    srv: PrivateServer = PrivatePostgres() if request.param == "postgresql" else PrivateMariaDB()
+    try:
+        yield srv
+    finally:
+        srv.destroy()
+
+
+@pytest.fixture
+async def fault_engine(server: PrivateServer) -> AsyncIterator[tuple[AsyncEngine, Tables]]:
+    """An engine with a warm pool on the private server, and fresh tables there."""
+    engine = create_engine(server.url, pool_size=8, max_overflow=4)
+    tables = build_tables(f"f_{uuid.uuid4().hex[:8]}_s", f"f_{uuid.uuid4().hex[:8]}_m")
+    await create_tables(engine, tables)
+    try:
+        yield engine, tables
+    finally:
+        await engine.dispose()
+
+
+def _session(engine: AsyncEngine, tables: Tables, **kwargs: Any) -> SQLAlchemySession:
+    return SQLAlchemySession(
+        f"fault-{uuid.uuid4().hex}",
+        engine=engine,
+        sessions_table=tables.sessions.name,
+        messages_table=tables.messages.name,
+        **kwargs,
+    )
+
+
+@dataclass
+class Stream:
+    """What a stream of writes and reads saw while the server restarted under it."""
+
+    acked: dict[int, list[int]] = field(default_factory=dict)
+    unknown: dict[int, list[int]] = field(default_factory=dict)
+    failed: list[tuple[int, int, BaseException]] = field(default_factory=list)
+    read_errors: list[BaseException] = field(default_factory=list)
+    pops: dict[int, list[int]] = field(default_factory=dict)
+    slowest: float = 0.0
+
+
+async def _run_stream(
+    sessions: list[SQLAlchemySession], during: Callable[[], Any], settle: float = 1.0
+) -> Stream:
+    """Write batches of two items and read tails on every session while ``during`` runs."""
+    seen = Stream()
+    stop = asyncio.Event()
+
+    async def timed(call: Any) -> Any:
+        began = time.monotonic()
+        try:
+            return await call
+        finally:
+            seen.slowest = max(seen.slowest, time.monotonic() - began)
+
+    async def writer(k: int, session: SQLAlchemySession) -> None:
+        seen.acked[k], seen.unknown[k] = [], []
+        i = 0
+        while not stop.is_set():
+            batch = [{"k": k, "i": i, "half": 0}, {"k": k, "i": i, "half": 1}]
+            try:
+                await timed(session.add_items(batch))
+                seen.acked[k].append(i)
+            except CommitOutcomeUnknownError:
+                seen.unknown[k].append(i)
+            except ConvostoreError as exc:
+                seen.failed.append((k, i, exc))
+            i += 1
+            await asyncio.sleep(0.002)
+
+    async def reader(session: SQLAlchemySession) -> None:
+        while not stop.is_set():
+            try:
+                items = await timed(session.get_items(limit=4))
+                assert all(isinstance(item, dict) for item in items)
+            except ConvostoreError as exc:
+                seen.read_errors.append(exc)
+            await asyncio.sleep(0.002)
+
+    tasks = [asyncio.create_task(writer(k, s)) for k, s in enumerate(sessions)]
+    tasks += [asyncio.create_task(reader(s)) for s in sessions]
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(during)
+    await asyncio.sleep(settle)
+    stop.set()
+    await asyncio.gather(*tasks)
+    return seen
+
+
+async def _check_integrity(sessions: list[SQLAlchemySession], seen: Stream) -> None:
+    """Acknowledged batches stored once each, in order; failed ones absent; unknown at most once."""
+    failed = {(k, i) for k, i, _ in seen.failed}
+    for k, session in enumerate(sessions):
+        items = await session.get_items()
+        assert len(items) % 2 == 0, "a batch was stored in part"
+        stored = []
+        for first, second in zip(items[::2], items[1::2], strict=True):
+            assert (first["half"], second["half"]) == (0, 1), "a batch was stored in part"
+            assert first["i"] == second["i"]
+            assert first["k"] == second["k"] == k
+            stored.append(first["i"])
+        assert stored == sorted(stored), "batches out of order"
+        assert len(stored) == len(set(stored)), "a batch was stored twice"
+        assert set(seen.acked[k]) <= set(stored), "an acknowledged batch was lost"
+        for i in stored:
+            assert (k, i) not in failed, "a batch whose write raised was stored"
+            assert i in seen.acked[k] or i in seen.unknown[k]
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["clean-shutdown", "crash"])
+async def test_restart_mid_stream_is_invisible(
+    server: PrivateServer, fault_engine: tuple[AsyncEngine, Tables], crash: bool
+) -> None:
+    engine, tables = fault_engine
+    sessions = [_session(engine, tables) for _ in range(4)]
+    outage: list[float] = []
+    seen = await _run_stream(sessions, lambda: outage.append(server.restart(1.0, crash=crash)))
+
+    assert seen.read_errors == [], "a read raised during the restart"
+    assert seen.failed == [], "a write raised something other than CommitOutcomeUnknownError"
+    assert sum(map(len, seen.acked.values())) > 20
+    await _check_integrity(sessions, seen)
+    # Every session works again, without being recreated.
+    for session in sessions:
+        await session.add_items([{"after": True}])
+        assert (await session.get_items(limit=1)) == [{"after": True}]
+    print(
+        f"{server.name} {'crash' if crash else 'clean'} restart: outage {outage[0]:.2f}s, "
+        f"slowest call {seen.slowest:.2f}s, unknown outcomes "
+        f"{sum(map(len, seen.unknown.values()))}"
+    )
+
+
+async def test_stale_pool_after_restart_is_not_an_error(
+    server: PrivateServer, fault_engine: tuple[AsyncEngine, Tables]
+) -> None:
+    engine, tables = fault_engine
+    sessions = [_session(engine, tables) for _ in range(8)]
+    # Fill the pool with connections that the restart will leave dead.
+    await asyncio.gather(*(s.add_items([{"n": 0}]) for s in sessions))
+    await asyncio.to_thread(server.restart, 0.2)
+    assert await asyncio.gather(*(s.get_items() for s in sessions)) == [[{"n": 0}]] * 8
+    await asyncio.gather(*(s.add_items([{"n": 1}]) for s in sessions))
+    assert await asyncio.gather(*(s.pop_item() for s in sessions)) == [{"n": 1}] * 8
+
+
+async def test_outage_longer_than_the_policy_raises_then_recovers(
+    server: PrivateServer, fault_engine: tuple[AsyncEngine, Tables]
+) -> None:
+    engine, tables = fault_engine
+    session = _session(engine, tables, retry=RetryPolicy(max_elapsed=0.5))
+    await session.add_items([{"n": 0}])
+    await asyncio.to_thread(server.stop)
+    try:
+        began = time.monotonic()
+        with pytest.raises(StorageError, match="gave up after") as caught:
+            await session.get_items()
+        assert time.monotonic() - began < 5
+        assert not isinstance(caught.value, CommitOutcomeUnknownError)
+        with pytest.raises(StorageError):
+            await session.add_items([{"n": 1}])
+    finally:
+        await asyncio.to_thread(server.start)
+    assert await session.get_items() == [{"n": 0}]
+
+
+def test_soak_survives_a_restart(server: PrivateServer) -> None:
+    """bench/soak.py (processes, shared sessions, adds, pops, reads) across a restart."""
+    options = ["--seconds", "6", "--processes", "2", "--sessions", "4"]
+    soak = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "soak.py"), "--url", server.url, *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3.5)  # the workers start in about a second, then run for six
+        server.restart(1.0)
+        out, err = soak.communicate(timeout=180)
+    finally:
+        soak.kill()
+    assert soak.returncode == 0, f"{out}\n{err[-3000:]}"
+    summary = json.loads(out)
+    assert summary["integrity"] == "OK"
+    assert summary["errors"] == 0
+    print(f"{server.name} soak across a restart: {summary}")
+
+
+# -- connections cut around COMMIT ---------------------------------------------------------
+
+
+_COMMIT = re.compile(rb"\bCOMMIT\b", re.IGNORECASE)
+
+
+class CuttingProxy:
+    """A TCP proxy that can cut the connection just before or just after a COMMIT passes."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.cut: str | None = None
+        """``"before"``: drop the COMMIT; ``"after"``: deliver it, then drop the answer."""
+        self.cuts = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def __aenter__(self) -> CuttingProxy:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _serve(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        s_reader, s_writer = await asyncio.open_connection(*self.target)
+        cut, blackhole = asyncio.Event(), asyncio.Event()
+
+        async def upstream() -> None:
+            while data := await c_reader.read(65536):
+                # The COMMIT statement itself, not "BEGIN ... READ COMMITTED".
+                if self.cut and _COMMIT.search(data):
+                    mode, self.cut = self.cut, None
+                    self.cuts += 1
+                    if mode == "after":
+                        blackhole.set()
+                        s_writer.write(data)
+                        await s_writer.drain()
+                        await asyncio.sleep(0.3)  # the server commits; its answer is lost
+                    cut.set()
+                    return
+                s_writer.write(data)
+                await s_writer.drain()
+
+        async def downstream() -> None:
+            while not cut.is_set() and (data := await s_reader.read(65536)):
+                if cut.is_set() or blackhole.is_set():
+                    return
+                c_writer.write(data)
+                await c_writer.drain()
+
+        pumps = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        for task in pumps:
+            task.cancel()
+        for writer in (c_writer, s_writer):
+            writer.transport.abort()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("postgresql", marks=pytest.mark.postgresql),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
+async def proxied(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[tuple[CuttingProxy, AsyncEngine, Tables]]:
+    """An engine on the shared test server, through a :class:`CuttingProxy`."""
+    url = create_engine(POSTGRES_URL if request.param == "postgresql" else MYSQL_URL).url
+    host, port = (
+        url.host or "127.0.0.1",
+        url.port or (5432 if "postgres" in url.drivername else 3306),
+    )
+    # asyncpg asks for TLS by default; the proxy must see the statements in clear text.
+    connect_args = {"ssl": False} if request.param == "postgresql" else {}
+    async with CuttingProxy(host, port) as proxy:
+        engine = create_engine(
+            url.set(host="127.0.0.1", port=proxy.port), connect_args=connect_args
+        )
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # the shared server is down: conftest's rule
+            await engine.dispose()
+            _missing(f"{request.param} is not reachable ({type(exc).__name__})")
+        tables = build_tables(f"f_{uuid.uuid4().hex[:8]}_s", f"f_{uuid.uuid4().hex[:8]}_m")
+        await create_tables(engine, tables)
+        try:
+            yield proxy, engine, tables
+        finally:
+            proxy.cut = None
+            async with engine.begin() as conn:
+                await conn.run_sync(tables.metadata.drop_all)
+                version_table = version_table_for(tables.sessions.name)
+                await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {version_table}")
+            await engine.dispose()
+
+
+async def test_add_whose_commit_answer_was_lost_is_stored_once(
+    proxied: tuple[CuttingProxy, AsyncEngine, Tables],
+) -> None:
+    proxy, engine, tables = proxied
+    session = _session(engine, tables)
+    await session.add_items([{"n": 0}])
+    proxy.cut = "after"
+    await session.add_items([{"n": 1}, {"n": 2}])  # committed; the lost answer is looked up
+    assert proxy.cuts == 1
+    assert await session.get_items() == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+async def test_add_whose_commit_was_never_sent_raises_outcome_unknown(
+    proxied: tuple[CuttingProxy, AsyncEngine, Tables],
+) -> None:
+    proxy, engine, tables = proxied
+    session = _session(engine, tables)
+    await session.add_items([{"n": 0}])
+    proxy.cut = "before"
+    with pytest.raises(CommitOutcomeUnknownError, match="may or may not"):
+        await session.add_items([{"n": 1}])
+    assert proxy.cuts == 1
+    # Not retried blindly: the write did not commit, and nothing was written twice.
+    assert await session.get_items() == [{"n": 0}]
+    await session.add_items([{"n": 1}])
+    assert await session.get_items() == [{"n": 0}, {"n": 1}]
+
+
+@pytest.mark.parametrize("cut", ["before", "after"])
+async def test_pop_and_clear_with_lost_commit_raise_outcome_unknown(
+    proxied: tuple[CuttingProxy, AsyncEngine, Tables], cut: str
+) -> None:
+    proxy, engine, tables = proxied
+    session = _session(engine, tables)
+    await session.add_items([{"n": 0}, {"n": 1}])
+    proxy.cut = cut
+    with pytest.raises(CommitOutcomeUnknownError):
+        await session.pop_item()
+    remaining = await session.get_items()
+    assert remaining == ([{"n": 0}] if cut == "after" else [{"n": 0}, {"n": 1}])
+    proxy.cut = cut
+    with pytest.raises(CommitOutcomeUnknownError):
+        await session.clear_session()
+    assert await session.get_items() == ([] if cut == "after" else remaining)
+
+
+async def test_verify_false_runs_the_write_again(
+    proxied: tuple[CuttingProxy, AsyncEngine, Tables],
+) -> None:
+    proxy, engine, _ = proxied
+    marks = Table(f"f_{uuid.uuid4().hex[:8]}_marks", MetaData(), Column("k", String(64)))
+    async with engine.begin() as conn:
+        await conn.run_sync(marks.create)
+    key = uuid.uuid4().hex
+    tries = []
+
+    async def work(conn: AsyncConnection) -> str:
+        tries.append(1)
+        await conn.execute(marks.insert().values(k=key))
+        return "done"
+
+    async def verify(conn: AsyncConnection) -> bool | None:
+        found = await conn.execute(select(marks.c.k).where(marks.c.k == key))
+        return found.first() is not None
+
+    try:
+        proxy.cut = "before"
+        assert await run_write(engine, work, verify=verify) == "done"
+        assert len(tries) == 2  # the first try certainly did not commit: run again, once
+        proxy.cut = "after"
+        assert await run_write(engine, work, verify=verify) == "done"
+        assert len(tries) == 3  # committed, answer lost: found by verify, not run again
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(marks.c.k).where(marks.c.k == key))).all()
+        assert len(rows) == 2
+    finally:
+        async with engine.begin() as conn:
+            await conn.run_sync(marks.drop)
+
+
+# -- lock conflicts ------------------------------------------------------------------------
+
+
+@pytest.mark.backends("postgresql", "mysql")
+async def test_deadlock_is_retried_as_a_whole_transaction(engine: AsyncEngine) -> None:
+    """Two transactions lock two rows in opposite orders: the server kills one, it runs again."""
+    counters = Table(
+        f"f_{uuid.uuid4().hex[:8]}_locks",
+        MetaData(),
+        Column("k", String(8), primary_key=True),
+        Column("v", Integer, nullable=False),
+    )
+    async with engine.begin() as conn:
+        await conn.run_sync(counters.create)
+        await conn.execute(counters.insert(), [{"k": "a", "v": 0}, {"k": "b", "v": 0}])
+    holding = {"x": asyncio.Event(), "y": asyncio.Event()}
+    tries = {"x": 0, "y": 0}
+
+    def transfer(name: str, other: str, first: str, second: str) -> Any:
+        async def work(conn: AsyncConnection) -> None:
+            tries[name] += 1
+            bump = counters.update().values(v=counters.c.v + 1)
+            await conn.execute(bump.where(counters.c.k == first))
+            if tries[name] == 1:  # only the first tries meet, each holding one lock
+                holding[name].set()
+                await holding[other].wait()
+            await conn.execute(bump.where(counters.c.k == second))
+
+        return work
+
+    try:
+        await asyncio.gather(
+            run_write(engine, transfer("x", "y", "a", "b")),
+            run_write(engine, transfer("y", "x", "b", "a")),
+        )
+        assert sorted(tries.values()) == [1, 2]  # one deadlock victim, run once more
+        async with engine.connect() as conn:
+            values = dict((await conn.execute(select(counters.c.k, counters.c.v))).all())
+        assert values == {"a": 2, "b": 2}  # each transaction applied exactly once
+    finally:
+        async with engine.begin() as conn:
+            await conn.run_sync(counters.drop)
