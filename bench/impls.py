@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import SQLAlchemySession, build_tables
 from convostore.codec import encode_item
+from convostore.migrate import drop_version_table
 from convostore.session import create_tables
 
 # Populated rows get timestamps from here on, one millisecond apart: in the past, so that
@@ -100,6 +101,7 @@ class ConvostoreImpl(Impl):
     async def teardown(self) -> None:
         async with self.engine.begin() as conn:
             await conn.run_sync(self.tables.metadata.drop_all)
+            await conn.run_sync(drop_version_table, self.tables)  # stamped by create_tables
 
     def session(self, sid: str) -> Any:
         return SQLAlchemySession(

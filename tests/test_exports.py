@@ -12,6 +12,7 @@ EXPECTED = {
     "ExportReport",
     "ImportReport",
     "InvalidCursorError",
+    "InvalidIdempotencyKeyError",
     "ItemPage",
     "PageItem",
     "PruneReport",

@@ -6,9 +6,10 @@ marked ``fault`` (``pytest -m fault`` runs them alone) and need the server binar
 (``initdb``/``pg_ctl``, ``mariadb-install-db``/``mariadbd``); without them they skip, except
 under ``CI=true``, where they fail.
 
-The COMMIT tests put a small TCP proxy between the driver and a server and cut the
-connection exactly around the ``COMMIT`` statement, to check that a write is retried only
-when it certainly did not commit.
+The COMMIT tests put a small TCP proxy between the driver and a shared test server and cut
+the connection exactly around the ``COMMIT`` statement, to check that a write is retried
+only when it certainly did not commit. A real deadlock checks that lock conflicts are
+retried as whole transactions, and ``bench/soak.py`` runs briefly across a restart.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from convostore import (
     Tables,
     build_tables,
     create_engine,
+    to_async_url,
 )
 from convostore.migrate import version_table_for
 from convostore.session import create_tables
@@ -443,7 +445,7 @@ class CuttingProxy:
 
     async def _serve(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
         s_reader, s_writer = await asyncio.open_connection(*self.target)
-        cut, blackhole = asyncio.Event(), asyncio.Event()
+        answer_lost = asyncio.Event()
 
         async def upstream() -> None:
             while data := await c_reader.read(65536):
@@ -451,20 +453,19 @@ class CuttingProxy:
                 if self.cut and _COMMIT.search(data):
                     mode, self.cut = self.cut, None
                     self.cuts += 1
-                    if mode == "after":
-                        blackhole.set()
-                        s_writer.write(data)
-                        await s_writer.drain()
-                        await asyncio.sleep(0.3)  # the server commits; its answer is lost
-                    cut.set()
-                    return
+                    if mode == "before":
+                        return  # dropped: the server never sees the COMMIT
+                    answer_lost.set()
+                    s_writer.write(data)
+                    await s_writer.drain()
+                    await asyncio.Event().wait()  # downstream cuts once the server answered
                 s_writer.write(data)
                 await s_writer.drain()
 
         async def downstream() -> None:
-            while not cut.is_set() and (data := await s_reader.read(65536)):
-                if cut.is_set() or blackhole.is_set():
-                    return
+            while data := await s_reader.read(65536):
+                if answer_lost.is_set():
+                    return  # the server answered the COMMIT (it is done); drop the answer
                 c_writer.write(data)
                 await c_writer.drain()
 
@@ -486,7 +487,7 @@ async def proxied(
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[tuple[CuttingProxy, AsyncEngine, Tables]]:
     """An engine on the shared test server, through a :class:`CuttingProxy`."""
-    url = create_engine(POSTGRES_URL if request.param == "postgresql" else MYSQL_URL).url
+    url = to_async_url(POSTGRES_URL if request.param == "postgresql" else MYSQL_URL)
     host, port = (
         url.host or "127.0.0.1",
         url.port or (5432 if "postgres" in url.drivername else 3306),

@@ -7,11 +7,13 @@ The rules are in :mod:`convostore.codec` (items), :func:`convostore.session.vali
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import (
@@ -21,8 +23,10 @@ from convostore import (
     InvalidSessionIdError,
     PayloadTooLargeError,
     SQLAlchemySession,
+    Tables,
 )
 from convostore.codec import MAX_DEPTH
+from convostore.integrity import find_corrupt_items
 
 MakeSession = Callable[..., SQLAlchemySession]
 
@@ -215,3 +219,37 @@ async def test_max_item_bytes_is_checked_before_anything_is_written(
 def test_max_item_bytes_must_be_a_positive_int(engine: AsyncEngine, bad: Any) -> None:
     with pytest.raises(ConfigurationError, match="max_item_bytes"):
         SQLAlchemySession("s", engine=engine, max_item_bytes=bad)
+
+
+async def test_corrupt_rows_are_skipped_logged_and_listed(
+    engine: AsyncEngine,
+    tables: Tables,
+    make_session: MakeSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    session = make_session()
+    neighbour = make_session(session.session_id + "-neighbour")
+    await session.add_items([{"n": n} for n in range(5)])
+    await neighbour.add_items([{"n": 0}])
+    m = tables.messages
+    async with engine.begin() as conn:
+        for position, text in ((1, "{not json"), (3, "[" * 100_000 + "]" * 100_000)):
+            await conn.execute(
+                update(m)
+                .where(m.c.session_id == session.session_id, m.c.position == position)
+                .values(message_data=text)
+            )
+    with caplog.at_level(logging.WARNING, logger="convostore"):
+        assert await session.get_items() == [{"n": 0}, {"n": 2}, {"n": 4}]
+    assert "position 1" in caplog.text
+    assert "position 3" in caplog.text
+    corrupt = await find_corrupt_items(engine, tables, session_id=session.session_id)
+    assert [(c.session_id, c.position) for c in corrupt] == [
+        (session.session_id, 1),
+        (session.session_id, 3),
+    ]
+    assert "nested too deeply" in corrupt[1].error
+    # The whole table, in small pages: the same two rows among whatever else is there.
+    everywhere = await find_corrupt_items(engine, tables, page_size=2)
+    assert [c for c in everywhere if c.session_id == session.session_id] == corrupt
+    assert await find_corrupt_items(engine, tables, session_id=neighbour.session_id) == []

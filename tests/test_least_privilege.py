@@ -1,7 +1,7 @@
 """A session works under a runtime role with only SELECT, INSERT, UPDATE and DELETE.
 
 The role is created on the shared test server for this test, granted those four privileges
-on the run's two tables (and nothing else: no DDL, no other table), used, then dropped. The
+on the run's four tables (and nothing else: no DDL, no other table), used, then dropped. The
 grants are the ones ``docs/reliability.md`` documents for production.
 """
 
@@ -29,10 +29,10 @@ async def _autocommit(engine: AsyncEngine, *statements: str) -> None:
 async def runtime_engine(
     engine: AsyncEngine, tables: Tables, backend: str
 ) -> AsyncIterator[AsyncEngine]:
-    """An engine logged in as a role that may only read and write the run's two tables."""
+    """An engine logged in as a role that may only read and write the run's four tables."""
     role = f"cs_rt_{uuid.uuid4().hex[:10]}"
     password = uuid.uuid4().hex
-    names = (tables.sessions.name, tables.messages.name)
+    names = (tables.sessions.name, tables.messages.name, tables.keys.name, tables.chunks.name)
     database = engine.url.database
     if backend == "postgresql":
         grants = [
@@ -71,9 +71,15 @@ async def test_session_works_with_only_dml_grants(
         messages_table=tables.messages.name,
     )
     await session.add_items([{"n": 0}, {"n": 1}, {"n": 2}])
-    assert await session.get_items() == [{"n": 0}, {"n": 1}, {"n": 2}]
-    assert await session.get_items(limit=1) == [{"n": 2}]
-    assert await session.pop_item() == {"n": 2}
+    await session.add_items([{"n": 3}], idempotency_key="turn-3")
+    await session.add_items([{"n": 3}], idempotency_key="turn-3")  # a retry: stored once
+    assert await session.get_items() == [{"n": 0}, {"n": 1}, {"n": 2}, {"n": 3}]
+    assert await session.get_items(limit=1) == [{"n": 3}]
+    # Large enough to be stored in chunks on every backend (the chunks table is written).
+    large = {"output": "x" * (5 * 1024 * 1024)}
+    await session.add_items([large])
+    assert await session.pop_item() == large
+    assert await session.pop_item() == {"n": 3}
     await session.clear_session()
     assert await session.get_items() == []
 

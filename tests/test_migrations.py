@@ -150,6 +150,11 @@ async def assert_no_drift(engine: AsyncEngine, options: MigrationOptions) -> Non
             assert len(collations) == 2
 
 
+def default_store_tables() -> set[str]:
+    """Every table of a store with the default names, its version table included."""
+    return {table.name for table in build_tables().metadata.sorted_tables} | {DEFAULT_VERSION_TABLE}
+
+
 async def table_names(engine: AsyncEngine, schema: str | None = None) -> set[str]:
     async with engine.connect() as conn:
         return set(await conn.run_sync(lambda c: inspect(c).get_table_names(schema=schema)))
@@ -328,11 +333,7 @@ async def test_custom_postgresql_schema(engine: AsyncEngine) -> None:
         await conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
     try:
         await convostore.migrate(engine, schema=schema)
-        assert await table_names(engine, schema) == {
-            "agent_sessions",
-            "agent_messages",
-            DEFAULT_VERSION_TABLE,
-        }
+        assert await table_names(engine, schema) == default_store_tables()
         assert await current(engine, schema=schema) == (head(),)
         await assert_no_drift(engine, options)
         await downgrade(engine, "base", schema=schema)
@@ -345,9 +346,7 @@ async def test_custom_postgresql_schema(engine: AsyncEngine) -> None:
 async def test_migrate_shares_the_callers_connection_settings(fresh: Fresh) -> None:
     """``migrate(engine)`` with default names lands where the engine points (search_path...)."""
     await convostore.migrate(fresh.engine)
-    assert {"agent_sessions", "agent_messages", DEFAULT_VERSION_TABLE} == await table_names(
-        fresh.engine
-    )
+    assert default_store_tables() == await table_names(fresh.engine)
     await assert_no_drift(fresh.engine, MigrationOptions())
     await use_session(fresh.engine, MigrationOptions())
 
@@ -653,11 +652,7 @@ async def test_adopt_a_database_written_by_the_agents_sdk(fresh: Fresh) -> None:
 
     await assert_no_drift(fresh.engine, MigrationOptions())
     assert await current(fresh.engine) == (head(),)
-    assert await table_names(fresh.engine) == {
-        "agent_sessions",
-        "agent_messages",
-        DEFAULT_VERSION_TABLE,
-    }
+    assert await table_names(fresh.engine) == default_store_tables()
     tables = build_tables()
     for session_id, items in expected.items():
         session = SQLAlchemySession(session_id, engine=fresh.engine)
@@ -796,4 +791,10 @@ def test_installed_wheel_migrates_from_outside_the_repository(
         found = {
             row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
         }
-    assert found == {"chat_sessions", "chat_messages", "chat_sessions_alembic_version"}
+    assert found == {
+        *(
+            table.name
+            for table in build_tables("chat_sessions", "chat_messages").metadata.sorted_tables
+        ),
+        "chat_sessions_alembic_version",
+    }

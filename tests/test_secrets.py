@@ -37,18 +37,22 @@ def _with_password(url: str, **changes: object) -> str:
     return make_url(url).set(password=PASSWORD, **changes).render_as_string(hide_password=False)
 
 
+_DRIVER_LOGGERS = ("sqlalchemy", "sqlalchemy.engine", "sqlalchemy.pool", "asyncpg", "aiomysql")
+
+
 @pytest.fixture
 def everything_logged(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     """Capture every record of every logger at DEBUG."""
+    loggers = [logging.getLogger(name) for name in _DRIVER_LOGGERS]
+    levels = [logger.level for logger in loggers]
     with caplog.at_level(logging.DEBUG):
-        for name in ("sqlalchemy", "sqlalchemy.engine", "sqlalchemy.pool", "asyncpg", "aiomysql"):
-            logging.getLogger(name).setLevel(logging.DEBUG)
+        for logger in loggers:
+            logger.setLevel(logging.DEBUG)
         try:
             yield caplog
         finally:
-            for name in ("sqlalchemy", "sqlalchemy.engine", "sqlalchemy.pool", "asyncpg"):
-                logging.getLogger(name).setLevel(logging.NOTSET)
-            logging.getLogger("aiomysql").setLevel(logging.NOTSET)
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
 
 
 def _logged_text(caplog: pytest.LogCaptureFixture) -> str:

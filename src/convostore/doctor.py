@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
+from .chunks import chunk_chars_for_packet
 from .errors import ConvostoreError
 from .store import SessionStore
 
@@ -25,7 +26,9 @@ __all__ = ["Check", "diagnose"]
 
 _ASYNC_DRIVERS = {"aiosqlite", "asyncpg", "aiomysql", "asyncmy", "psycopg"}
 # Below this, large tool outputs (and imports of them) are refused by MySQL/MariaDB.
-_MIN_PACKET = 64 * 1024 * 1024
+# Items larger than one packet are stored in chunks, so a small max_allowed_packet only
+# makes large items slower (more statements); below this it is worth raising.
+_MIN_PACKET = 16 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,12 +213,20 @@ async def _check_settings(store: SessionStore) -> list[Check]:
                     Check(
                         "max_allowed_packet",
                         "warn",
-                        f"{packet:,} bytes: larger items are refused",
+                        f"{packet:,} bytes: large items are split into many small chunks "
+                        f"({chunk_chars_for_packet(packet):,} characters each), which is slow",
                         f"SET GLOBAL max_allowed_packet = {_MIN_PACKET} (and in the server's "
-                        f"configuration file), or more for very large tool outputs",
+                        f"configuration file)",
                     )
                 ]
-            return [Check("max_allowed_packet", "ok", f"{packet:,} bytes")]
+            return [
+                Check(
+                    "max_allowed_packet",
+                    "ok",
+                    f"{packet:,} bytes; larger items are stored in chunks of "
+                    f"{chunk_chars_for_packet(packet):,} characters",
+                )
+            ]
         if dialect == "sqlite":
             mode = str((await conn.exec_driver_sql("PRAGMA journal_mode")).scalar_one())
             keys = int((await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar_one())

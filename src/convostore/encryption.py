@@ -29,9 +29,10 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .chunks import assemble, rewrite
 from .codec import decode_item, encode_item, encode_items
 from .errors import ConfigurationError, DecryptionError
 from .protocol import Session
@@ -125,10 +126,20 @@ class EncryptedSession:
         """Return the decrypted history, in order (all of it, or the latest ``limit``)."""
         return [self._decrypt(item) for item in await self._inner.get_items(limit)]
 
-    async def add_items(self, items: list[Any]) -> None:
-        """Encrypt ``items`` and append them, as one batch."""
+    async def add_items(self, items: list[Any], *, idempotency_key: str | None = None) -> None:
+        """Encrypt ``items`` and append them, as one batch.
+
+        ``idempotency_key`` is passed to the wrapped session (see
+        :meth:`SQLAlchemySession.add_items`), which must accept it.
+        """
         texts = encode_items(items)  # refuse bad items with the usual errors, before anything
-        await self._inner.add_items([self._seal(text) for text in texts])
+        sealed = [self._seal(text) for text in texts]
+        if idempotency_key is None:
+            await self._inner.add_items(sealed)
+        else:
+            # The Session protocol (the Agents SDK's) has no such keyword; convostore's do.
+            add = self._inner.add_items
+            await add(sealed, idempotency_key=idempotency_key)  # type: ignore[call-arg]
 
     async def pop_item(self) -> Any | None:
         """Remove and return the latest item, decrypted."""
@@ -157,18 +168,21 @@ class EncryptedSession:
             raise ConfigurationError("rotate() needs an SQLAlchemySession inside")
         m = inner.tables.messages
         session_id = inner.session_id
+        size = await inner._ops.chunk_chars()
 
         async def work(conn: AsyncConnection) -> int:
             rows = (
                 await conn.execute(
-                    select(m.c.position, m.c.message_data)
+                    select(m.c.position, m.c.message_data, m.c.chunk_count)
                     .where(m.c.session_id == session_id)
                     .order_by(m.c.position)
                     .with_for_update()
                 )
             ).all()
             rewritten = 0
-            for position, text in rows:
+            # Large items come whole from their chunks; a batch of rows at a time would bound
+            # memory, but a session's items are read whole by get_items anyway.
+            for position, text in await assemble(conn, inner.tables, session_id, rows):
                 stored = decode_item(text)
                 if not (isinstance(stored, dict) and stored.get(MARKER) == 1):
                     continue
@@ -180,11 +194,7 @@ class EncryptedSession:
                         f"decrypted with any of the keys supplied; nothing was re-encrypted"
                     ) from None
                 sealed = encode_item({MARKER: 1, "token": token.decode("ascii")})
-                await conn.execute(
-                    update(m)
-                    .where(m.c.session_id == session_id, m.c.position == position)
-                    .values(message_data=sealed)
-                )
+                await rewrite(conn, inner.tables, session_id, position, sealed, size)
                 rewritten += 1
             return rewritten
 

@@ -10,6 +10,7 @@ or ``TypeError``), so code written for the Agents SDK's store keeps working::
     ├── InvalidInputError            (also ValueError) a call's arguments, nothing written
     │   ├── InvalidSessionIdError
     │   ├── InvalidLimitError
+    │   ├── InvalidIdempotencyKeyError
     │   ├── InvalidItemError         (also TypeError) not a dict, not JSON, ...
     │   ├── PayloadTooLargeError     larger than the server (or a configured limit) accepts
     │   └── InvalidCursorError       a listing cursor that this store did not hand out
@@ -29,6 +30,7 @@ __all__ = [
     "ConvostoreError",
     "DecryptionError",
     "InvalidCursorError",
+    "InvalidIdempotencyKeyError",
     "InvalidInputError",
     "InvalidItemError",
     "InvalidLimitError",
@@ -64,6 +66,10 @@ class InvalidSessionIdError(InvalidInputError):
 
 class InvalidLimitError(InvalidInputError):
     """The ``limit`` passed to a read is not ``None`` or a non-negative integer."""
+
+
+class InvalidIdempotencyKeyError(InvalidInputError):
+    """An idempotency key is not a non-empty string of at most 255 characters."""
 
 
 class InvalidItemError(InvalidInputError, TypeError):

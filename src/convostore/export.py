@@ -30,6 +30,7 @@ from typing import IO, TYPE_CHECKING, Any
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .chunks import assemble, chunk_rows, read_whole, split
 from .codec import decode_item, encode_item
 from .errors import InvalidInputError, InvalidItemError, SessionExistsError
 from .records import ExportReport, ImportReport
@@ -133,7 +134,7 @@ async def _export_one(store: SessionStore, row: Any, out: IO[str]) -> int:
     m = store.tables.messages
     session_id = str(row.session_id)
     batch_stmt = (
-        select(m.c.position, m.c.message_data)
+        select(m.c.position, m.c.message_data, m.c.chunk_count)
         .where(m.c.session_id == bindparam("sid"), m.c.position > bindparam("after"))
         .order_by(m.c.position)
         .limit(_ITEM_BATCH)
@@ -143,13 +144,13 @@ async def _export_one(store: SessionStore, row: Any, out: IO[str]) -> int:
     head_written = False
     while True:
 
-        async def read(conn: AsyncConnection, after: int = after) -> list[Any]:
+        async def read(conn: AsyncConnection, after: int = after) -> list[tuple[int, str]]:
             result = await conn.execute(batch_stmt, {"sid": session_id, "after": after})
-            return list(result.all())
+            return await assemble(conn, store.tables, session_id, result.all())
 
-        rows = await run_read(store.engine, read, retry=store.retry)
+        rows = await read_whole(store.engine, read, retry=store.retry)
         if not head_written:
-            first = int(rows[0].position) if rows else int(row.next_position)
+            first = rows[0][0] if rows else int(row.next_position)
             out.write(_head(row, first))
             head_written = True
         for position, text in rows:
@@ -168,7 +169,7 @@ async def _export_one(store: SessionStore, row: Any, out: IO[str]) -> int:
             written += 1
         if len(rows) < _ITEM_BATCH:
             break
-        after = int(rows[-1].position)
+        after = rows[-1][0]
     out.write("]}\n")
     return written
 
@@ -312,6 +313,8 @@ async def _write_group(
         s.c.session_id.in_(bindparam("ids", expanding=True))
     )
 
+    size = await store.operations.chunk_chars([text for p in group for text in p.texts])
+
     async def work(conn: AsyncConnection) -> tuple[list[str], int]:
         result = await conn.execute(existing_stmt, {"ids": ids})
         existing = {str(sid) for (sid,) in result.all()}
@@ -328,18 +331,22 @@ async def _write_group(
                 rows.append({**p.row, "user_id": p.user_id, "metadata": p.metadata})
             await conn.execute(insert(s), rows)
         chunk: list[dict[str, Any]] = []
+        pieces: list[dict[str, Any]] = []
         items = 0
         for p in fresh:
             created = p.row["updated_at"]
             for offset, text in enumerate(p.texts):
+                head, rest = split(text, size)
                 chunk.append(
                     {
                         "session_id": p.session_id,
                         "position": p.first + offset,
-                        "message_data": text,
+                        "message_data": head,
                         "created_at": created,
+                        "chunk_count": len(rest),
                     }
                 )
+                pieces.extend(chunk_rows(p.session_id, p.first + offset, rest))
                 if len(chunk) >= _ITEM_BATCH:
                     await conn.execute(insert(m), chunk)
                     items += len(chunk)
@@ -347,6 +354,9 @@ async def _write_group(
         if chunk:
             await conn.execute(insert(m), chunk)
             items += len(chunk)
+        for piece in pieces:
+            # One statement per piece of a large item, each within the server's packet limit.
+            await conn.execute(insert(store.tables.chunks), piece)
         return sorted(existing), items
 
     skipped, items = await run_write(store.engine, work, retry=store.retry)

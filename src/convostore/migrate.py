@@ -118,7 +118,7 @@ class MigrationOptions:
             validate_identifier(self.version_table, "version_table")
         else:
             object.__setattr__(self, "version_table", version_table_for(self.sessions_table))
-        if self.version_table in (self.sessions_table, self.messages_table):
+        if self.version_table in self._table_names:
             raise ConfigurationError(
                 f"version_table {self.version_table!r} must differ from the store's tables"
             )
@@ -139,15 +139,17 @@ class MigrationOptions:
         """The target metadata of the migrations (and of ``compare_metadata``)."""
         return self.tables.metadata
 
+    @property
+    def _table_names(self) -> frozenset[str]:
+        # Every table of build_tables (sessions, messages, idempotency keys), none other.
+        return frozenset(table.name for table in self.metadata.sorted_tables)
+
     def include_name(self, name: str | None, type_: str, parent_names: Mapping[str, Any]) -> bool:
         """Alembic's ``include_name`` hook: reflect only this store's tables (and their parts)."""
         if type_ == "schema":
             return name == self.schema
         if type_ == "table":
-            return parent_names.get("schema_name") == self.schema and name in (
-                self.sessions_table,
-                self.messages_table,
-            )
+            return parent_names.get("schema_name") == self.schema and name in self._table_names
         return True
 
     def include_object(
@@ -155,10 +157,10 @@ class MigrationOptions:
     ) -> bool:
         """Alembic's ``include_object`` hook: compare only this store's tables."""
         if type_ == "table":
-            return obj.schema == self.schema and name in (self.sessions_table, self.messages_table)
+            return obj.schema == self.schema and name in self._table_names
         table = getattr(obj, "table", None)
         if isinstance(table, Table):
-            return table.name in (self.sessions_table, self.messages_table)
+            return table.name in self._table_names
         return True
 
     def context_options(self) -> dict[str, Any]:

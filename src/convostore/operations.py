@@ -23,6 +23,7 @@ compiled cache serves every call after the first; no value is ever put into SQL 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,9 +37,18 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
+from .chunks import (
+    DEFAULT_CHUNK_CHARS,
+    MYSQL_STATEMENT_OVERHEAD,
+    assemble,
+    chunk_chars_for_packet,
+    chunk_rows,
+    read_whole,
+    split,
+)
 from .codec import decode_item
 from .engine import writer_lock
-from .errors import PayloadTooLargeError
+from .idempotency import claim_key, key_stored
 from .schema import Tables
 from .transaction import DEFAULT_RETRY, RetryPolicy, Verify, run_read, run_write
 
@@ -48,8 +58,6 @@ logger = logging.getLogger("convostore")
 
 T = TypeVar("T")
 
-# Statement text around a MySQL row: quoting, the other columns, the INSERT itself.
-_MYSQL_STATEMENT_OVERHEAD = 4096
 # Below this many bytes a batch cannot reach any max_allowed_packet a server allows (1 MB
 # is the smallest MySQL and MariaDB default there has ever been), so the setting is not read.
 _MYSQL_PACKET_FLOOR = 1 << 20
@@ -93,6 +101,7 @@ class Operations:
         self._reserve = self._build_reserve()
         self._append = self._build_append() if self.dialect == "postgresql" else None
         self._insert_messages = insert(m)
+        self._insert_chunk = insert(tables.chunks)
         # Taking the session's row lock and counting the pop in one statement; a session
         # with no items is left alone (and not locked).
         self._claim_pop = (
@@ -102,12 +111,12 @@ class Operations:
         )
         self._reset_count = update(s).where(s.c.session_id == sid).values(item_count=0)
         self._select_all = (
-            select(m.c.position, m.c.message_data)
+            select(m.c.position, m.c.message_data, m.c.chunk_count)
             .where(m.c.session_id == sid)
             .order_by(m.c.position)
         )
         self._select_tail = (
-            select(m.c.position, m.c.message_data)
+            select(m.c.position, m.c.message_data, m.c.chunk_count)
             .where(m.c.session_id == sid)
             .order_by(m.c.position.desc())
             .limit(bindparam("lim"))
@@ -118,10 +127,10 @@ class Operations:
         self._delete_last_returning = (
             delete(m)
             .where(m.c.session_id == sid, m.c.position == last_position)
-            .returning(m.c.position, m.c.message_data)
+            .returning(m.c.position, m.c.message_data, m.c.chunk_count)
         )
         self._select_last_for_update = (
-            select(m.c.position, m.c.message_data)
+            select(m.c.position, m.c.message_data, m.c.chunk_count)
             .where(m.c.session_id == sid)
             .order_by(m.c.position.desc())
             .limit(1)
@@ -211,46 +220,65 @@ class Operations:
         texts: Sequence[str],
         *,
         then: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+        key: str | None = None,
     ) -> None:
         """Append the encoded items ``texts`` to the session, as one transaction.
 
         ``then`` runs more SQL in the same transaction, after the insert and under the
         session's row lock (the store uses it to trim and to set a new session's metadata).
+        With an idempotency ``key`` (validated by the caller), a batch whose key the session
+        already has is not written again (see :mod:`convostore.idempotency`).
         """
         if not texts:
             return
-        if self._mysql:
-            await self._check_mysql_packet(texts)
+        # Items longer than one chunk keep their head in the row, the rest in the chunks table.
+        size = await self.chunk_chars(texts)
+        split_texts = [split(text, size) for text in texts]
+        heads = [head for head, _ in split_texts]
+        chunked = any(rest for _, rest in split_texts)
         n = len(texts)
         last_try: dict[str, Any] = {}
 
         async def work(conn: AsyncConnection) -> None:
             now = utcnow()
-            if self._append is not None:
+            if self._append is not None and not chunked:
                 params = {"sid": session_id, "n": n, "now": now, "texts": list(texts)}
                 positions = (await conn.execute(self._append, params)).scalars().all()
                 last_try.update(position=max(positions), now=now)
+                # The append took the session's row lock: same-key retries queue up here.
+                if key is not None and not await claim_key(conn, self.tables, session_id, key, now):
+                    raise _AlreadyStored
                 if then is not None:
                     await then(conn)
                 return
             result = await conn.execute(self._reserve, {"sid": session_id, "n": n, "now": now})
             end = result.lastrowid if self._mysql else result.scalar_one()
+            if key is not None and not await claim_key(conn, self.tables, session_id, key, now):
+                raise _AlreadyStored
             start = end - n
             last_try.update(position=end - 1, now=now)
             rows = [
                 {
                     "session_id": session_id,
                     "position": start + offset,
-                    "message_data": text,
+                    "message_data": head,
                     "created_at": now,
+                    "chunk_count": len(rest),
                 }
-                for offset, text in enumerate(texts)
+                for offset, (head, rest) in enumerate(split_texts)
             ]
             await conn.execute(self._insert_messages, rows if n > 1 else rows[0])
+            for offset, (_, rest) in enumerate(split_texts):
+                # One statement per chunk: each stays within the server's packet limit.
+                for chunk in chunk_rows(session_id, start + offset, rest):
+                    await conn.execute(self._insert_chunk, chunk)
             if then is not None:
                 await then(conn)
 
         async def committed(conn: AsyncConnection) -> bool | None:
+            if key is not None:
+                # The key row commits with the batch and nothing else writes it.
+                return await key_stored(conn, self.tables, session_id, key)
             # The COMMIT was lost. The batch's last row, with this try's timestamp, is there
             # only if the try committed; if it is missing it may also have been popped since.
             m = self.tables.messages
@@ -260,37 +288,51 @@ class Operations:
                 )
             )
             row = result.first()
-            if row is not None and row.created_at == last_try["now"] and row[0] == texts[-1]:
+            if row is not None and row.created_at == last_try["now"] and row[0] == heads[-1]:
                 return True
             return None
 
-        await self._write(work, verify=committed)
+        try:
+            await self._write(work, verify=committed)
+        except _AlreadyStored:
+            # A retry of a batch already stored: its transaction was rolled back, and that
+            # is success for the caller.
+            return
 
     async def pop(self, session_id: str) -> tuple[int, str] | None:
         """Remove the session's last item; return its position and text, or ``None``."""
 
-        async def work(conn: AsyncConnection) -> tuple[int, str] | None:
+        async def work(conn: AsyncConnection, *, read_first: bool) -> tuple[int, str] | None:
             claimed = await conn.execute(self._claim_pop, {"sid": session_id, "now": utcnow()})
             if claimed.rowcount == 0:
                 return None
             # MariaDB (10.3+) has DELETE ... RETURNING with a subquery on the same table, and
             # saves a statement with it (bench/: pop); MySQL has neither.
-            if self._mysql and not conn.dialect.delete_returning:
+            text = None
+            if read_first or (self._mysql and not conn.dialect.delete_returning):
                 result = await conn.execute(self._select_last_for_update, {"sid": session_id})
                 row = result.first()
                 if row is not None:
+                    # Chunks go with the row (ON DELETE CASCADE): read them first.
+                    [(_, text)] = await assemble(conn, self.tables, session_id, [row])
                     await conn.execute(self._delete_one, {"sid": session_id, "pos": row.position})
             else:
                 result = await conn.execute(self._delete_last_returning, {"sid": session_id})
                 row = result.first()
+                if row is not None and row.chunk_count:
+                    # Its chunks were deleted with it: roll back and read them first.
+                    raise _ChunkedPop
             if row is None:
                 # The count said there were items but none are left (rows deleted by hand):
                 # make the count true again rather than report an item that is not there.
                 await conn.execute(self._reset_count, {"sid": session_id})
                 return None
-            return int(row.position), str(row.message_data)
+            return int(row.position), str(row.message_data if text is None else text)
 
-        return await self._write(work)
+        try:
+            return await self._write(functools.partial(work, read_first=False))
+        except _ChunkedPop:
+            return await self._write(functools.partial(work, read_first=True))
 
     async def clear(self, session_id: str) -> None:
         """Delete the session and all its items, as one transaction."""
@@ -315,11 +357,13 @@ class Operations:
         async def work(conn: AsyncConnection) -> Sequence[Any]:
             if limit is None:
                 result = await conn.execute(self._select_all, {"sid": session_id})
-                return result.all()
-            result = await conn.execute(self._select_tail, {"sid": session_id, "lim": limit})
-            return result.all()[::-1]
+                rows = result.all()
+            else:
+                result = await conn.execute(self._select_tail, {"sid": session_id, "lim": limit})
+                rows = result.all()[::-1]
+            return await assemble(conn, self.tables, session_id, rows)
 
-        rows = await run_read(self._read_engine, work, retry=self.retry)
+        rows = await read_whole(self._read_engine, work, retry=self.retry)
         return self.decode_rows(session_id, rows)
 
     @staticmethod
@@ -338,24 +382,22 @@ class Operations:
                 )
         return items
 
-    # -- MySQL packet size ----------------------------------------------------------------
+    # -- chunk size -----------------------------------------------------------------------
 
-    async def _check_mysql_packet(self, texts: Sequence[str]) -> None:
-        """Refuse an item the server's ``max_allowed_packet`` would refuse, before writing."""
-        largest = max(len(text) for text in texts)
-        # A character is at most 4 UTF-8 bytes; skip the work when even that cannot matter.
-        if largest * 4 + _MYSQL_STATEMENT_OVERHEAD <= _MYSQL_PACKET_FLOOR:
-            return
-        limit = await self._mysql_max_packet()
-        for index, text in enumerate(texts):
-            size = _mysql_escaped_size(text) + _MYSQL_STATEMENT_OVERHEAD
-            if size > limit:
-                raise PayloadTooLargeError(
-                    f"item {index} needs about {size:,} bytes in one statement, more than the "
-                    f"MySQL/MariaDB server's max_allowed_packet ({limit:,} bytes): raise "
-                    f"max_allowed_packet on the server (and on the client) or store smaller "
-                    f"items. Nothing was written."
-                )
+    async def chunk_chars(self, texts: Sequence[str] = ()) -> int:
+        """Characters of an item kept per row; longer items are stored in chunks.
+
+        On MySQL/MariaDB it follows the server's ``max_allowed_packet`` (read once per
+        engine, and only when one of ``texts``, if given, could come near it).
+        """
+        if not self._mysql:
+            return DEFAULT_CHUNK_CHARS
+        largest = max((len(text) for text in texts), default=None)
+        # A character is at most 4 bytes in the statement; skip the query when even that
+        # cannot reach the smallest packet limit a server has.
+        if largest is not None and largest * 4 + MYSQL_STATEMENT_OVERHEAD <= _MYSQL_PACKET_FLOOR:
+            return chunk_chars_for_packet(_MYSQL_PACKET_FLOOR)
+        return chunk_chars_for_packet(await self._mysql_max_packet())
 
     async def _mysql_max_packet(self) -> int:
         sync_engine = self.engine.sync_engine
@@ -370,10 +412,12 @@ class Operations:
         return cached
 
 
-def _mysql_escaped_size(text: str) -> int:
-    """Bytes ``text`` takes in a MySQL statement: UTF-8, plus one per escaped character."""
-    size = len(text) if text.isascii() else len(text.encode("utf-8"))
-    return size + sum(text.count(char) for char in ("\\", '"', "'", "\n", "\r", "\x00", "\x1a"))
+class _ChunkedPop(Exception):
+    """Raised inside a pop's transaction to roll it back: the item has chunks to read first."""
+
+
+class _AlreadyStored(Exception):
+    """Raised inside an add's transaction to roll it back: the session has the batch's key."""
 
 
 def shared_operations(

@@ -1,6 +1,6 @@
 """The tables, defined once and used by ``create_tables``, the migrations and the tools.
 
-Two tables, both keyed by ``session_id`` so that every hot query stays on one session:
+Four tables, all keyed by ``session_id`` so that every hot query stays on one session:
 
 ``sessions``
     One row per conversation: ``session_id`` (primary key), ``next_position`` (the counter
@@ -14,6 +14,17 @@ Two tables, both keyed by ``session_id`` so that every hot query stays on one se
     ``message_data``, and ``created_at``. The primary key is the order of the conversation
     and the index that serves ``ORDER BY position DESC LIMIT n`` without a sort.
 
+``<messages>_chunks`` (see :func:`chunks_table_name`)
+    The pieces of items too large for one row (``convostore.chunks``): primary key
+    ``(session_id, position, chunk_no)``, the text in ``data``, and a foreign key to the
+    message row with ``ON DELETE CASCADE``. The message row's ``chunk_count`` says how many
+    pieces follow its ``message_data`` (0 for every item that fits in one row).
+
+``<sessions>_keys`` (see :func:`keys_table_name`)
+    The idempotency keys of keyed ``add_items`` calls: primary key ``(session_id,
+    idempotency_key)``, ``created_at`` (indexed, for pruning), and a foreign key to the
+    session with ``ON DELETE CASCADE``, so deleting a session forgets its keys.
+
 Use :func:`build_tables` to get the :class:`Tables` (and their :class:`~sqlalchemy.MetaData`)
 for a pair of table names.
 """
@@ -22,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -34,12 +46,14 @@ from sqlalchemy import (
     Dialect,
     ForeignKeyConstraint,
     Index,
+    Integer,
     MetaData,
     PrimaryKeyConstraint,
     String,
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
@@ -58,6 +72,8 @@ __all__ = [
     "Tables",
     "UTCDateTime",
     "build_tables",
+    "chunks_table_name",
+    "keys_table_name",
     "validate_identifier",
 ]
 
@@ -213,6 +229,34 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(dt.timezone.utc)  # type: ignore[no-any-return]
 
 
+def _suffixed(name: str, suffix: str) -> str:
+    """``<name>_<suffix>``, shortened with a hash of ``name`` if longer than 63 characters."""
+    full = f"{name}_{suffix}"
+    if len(full) <= 63:
+        return full
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:12]
+    return f"{name[: 63 - len(suffix) - 14]}_{digest}_{suffix}"
+
+
+def chunks_table_name(messages_table: str) -> str:
+    """Return the name of the chunks table of the store whose messages table is given.
+
+    ``<messages_table>_chunks``; a name too long for that suffix is shortened and given a
+    hash of the full name, so the result is unique to it and at most 63 characters long.
+    """
+    return _suffixed(messages_table, "chunks")
+
+
+def keys_table_name(sessions_table: str) -> str:
+    """Return the name of the idempotency-keys table of the store whose sessions table is given.
+
+    ``<sessions_table>_keys``; a sessions table name too long for that suffix (past 58
+    characters) is shortened and given a hash of the full name, so the result is still
+    unique to it and at most 63 characters long.
+    """
+    return _suffixed(sessions_table, "keys")
+
+
 @dataclass(frozen=True)
 class Tables:
     """The sessions and messages tables of one convostore store, sharing one ``MetaData``."""
@@ -225,7 +269,15 @@ class Tables:
     ``updated_at``, ``user_id``, ``metadata``."""
 
     messages: Table
-    """One row per item: ``session_id``, ``position``, ``message_data``, ``created_at``."""
+    """One row per item: ``session_id``, ``position``, ``message_data``, ``created_at``,
+    ``chunk_count``."""
+
+    chunks: Table
+    """The pieces of large items: ``session_id``, ``position``, ``chunk_no``, ``data``."""
+
+    keys: Table
+    """One row per idempotency key used on a session: ``session_id``, ``idempotency_key``,
+    ``created_at``."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -254,6 +306,14 @@ def build_tables(
     if sessions_table == messages_table:
         raise ConfigurationError(
             f"sessions_table and messages_table must differ; both are {sessions_table!r}"
+        )
+    keys_table = keys_table_name(sessions_table)
+    chunks_table = chunks_table_name(messages_table)
+    if len({sessions_table, messages_table, keys_table, chunks_table}) < 4:
+        raise ConfigurationError(
+            f"sessions_table {sessions_table!r} and messages_table {messages_table!r} clash "
+            f"with the names derived from them: {keys_table!r} (idempotency keys) and "
+            f"{chunks_table!r} (chunks of large items)"
         )
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION, schema=schema)
@@ -284,9 +344,42 @@ def build_tables(
         Column("position", BigInteger(), nullable=False, autoincrement=False),
         Column("message_data", PayloadText(), nullable=False),
         Column("created_at", UTCDateTime(), nullable=False),
+        # Pieces of the item in the chunks table after message_data (convostore.chunks).
+        Column("chunk_count", Integer(), nullable=False, server_default=text("0")),
         PrimaryKeyConstraint("session_id", "position"),
         ForeignKeyConstraint(["session_id"], [f"{sessions_id}.session_id"], ondelete="CASCADE"),
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
-    return Tables(metadata=metadata, sessions=sessions, messages=messages)
+    messages_id = f"{schema}.{messages_table}" if schema else messages_table
+    chunks = Table(
+        chunks_table,
+        metadata,
+        Column("session_id", SessionIdString(), nullable=False),
+        Column("position", BigInteger(), nullable=False, autoincrement=False),
+        Column("chunk_no", Integer(), nullable=False, autoincrement=False),
+        Column("data", PayloadText(), nullable=False),
+        PrimaryKeyConstraint("session_id", "position", "chunk_no"),
+        ForeignKeyConstraint(
+            ["session_id", "position"],
+            [f"{messages_id}.session_id", f"{messages_id}.position"],
+            ondelete="CASCADE",
+        ),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    keys = Table(
+        keys_table,
+        metadata,
+        Column("session_id", SessionIdString(), nullable=False),
+        # Compared exactly, like session ids: "Retry-1" and "retry-1" are two keys.
+        Column("idempotency_key", SessionIdString(), nullable=False),
+        Column("created_at", UTCDateTime(), nullable=False),
+        PrimaryKeyConstraint("session_id", "idempotency_key"),
+        ForeignKeyConstraint(["session_id"], [f"{sessions_id}.session_id"], ondelete="CASCADE"),
+        # Pruning keys by age (convostore.idempotency.prune_keys).
+        Index(None, "created_at"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    return Tables(metadata=metadata, sessions=sessions, messages=messages, keys=keys, chunks=chunks)

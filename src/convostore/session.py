@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from .codec import encode_items
 from .engine import configure_engine, create_engine
 from .errors import ConfigurationError, InvalidSessionIdError, SchemaError
+from .idempotency import validate_idempotency_key
 from .migrate import check_revision, stamp_head
 from .operations import shared_operations
 from .schema import (
@@ -226,21 +227,34 @@ class SQLAlchemySession:
         await self._ensure_tables()
         return await self._ops.get(self.session_id, limit)
 
-    async def add_items(self, items: list[Any]) -> None:
+    async def add_items(self, items: list[Any], *, idempotency_key: str | None = None) -> None:
         """Append ``items`` after everything already stored, as one transaction.
 
         Concurrent calls on the same session never interleave their batches.
 
+        Args:
+            items: The items to append, in order.
+            idempotency_key: Makes the call safe to repeat: a batch added again under a key
+                this session already has (a retry after a timeout, a cancelled stream, a
+                replayed workflow step) is not stored again, and the call returns normally.
+                Keys are per session and are kept until the session is deleted or
+                :func:`convostore.idempotency.prune_keys` removes them; see
+                docs/reliability.md.
+
         Raises:
+            InvalidIdempotencyKeyError: The key is not a non-empty ``str`` of at most 255
+                characters; nothing is written.
             InvalidItemError: An item is not a dict or cannot be stored as JSON exactly;
                 nothing of the batch is written.
             PayloadTooLargeError: An item is larger than the database server accepts.
         """
+        if idempotency_key is not None:
+            validate_idempotency_key(idempotency_key)
         texts = encode_items(items, max_item_bytes=self.max_item_bytes)
         if not texts:
             return
         await self._ensure_tables()
-        await self._ops.add(self.session_id, texts, then=self._on_write())
+        await self._ops.add(self.session_id, texts, then=self._on_write(), key=idempotency_key)
 
     async def pop_item(self) -> Any | None:
         """Remove and return the latest item, or ``None`` if the session has none.

@@ -36,6 +36,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import retention
+from .chunks import assemble, read_whole
 from .engine import configure_engine, create_engine
 from .errors import (
     ConfigurationError,
@@ -416,7 +417,9 @@ class SessionStore:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise InvalidInputError(f"{name} must be None or an integer position")
         m = self._tables.messages
-        stmt = select(m.c.position, m.c.message_data).where(m.c.session_id == bindparam("sid"))
+        stmt = select(m.c.position, m.c.message_data, m.c.chunk_count).where(
+            m.c.session_id == bindparam("sid")
+        )
         if before is not None:
             stmt = stmt.where(m.c.position < before)
         if after is not None:
@@ -428,9 +431,10 @@ class SessionStore:
         async with traced("get_page", self._backend, session_id) as trace:
 
             async def work(conn: AsyncConnection) -> list[Any]:
-                return list((await conn.execute(stmt, {"sid": session_id})).all())
+                rows = (await conn.execute(stmt, {"sid": session_id})).all()
+                return await assemble(conn, self._tables, session_id, rows)
 
-            rows = await run_read(self._engine, work, retry=self._retry)
+            rows = await read_whole(self._engine, work, retry=self._retry)
             trace.item_count = min(len(rows), limit)
         has_more = len(rows) > limit
         rows = rows[:limit]
@@ -442,7 +446,7 @@ class SessionStore:
         for row in rows:
             decoded = self._ops.decode_rows(session_id, [row])
             if decoded:
-                items.append(PageItem(position=int(row.position), item=decoded[0]))
+                items.append(PageItem(position=int(row[0]), item=decoded[0]))
         return ItemPage(session_id=session_id, items=items, has_more=has_more)
 
     # -- retention ------------------------------------------------------------------------
@@ -642,11 +646,11 @@ class StoreSession(SQLAlchemySession):
             trace.item_count = len(items)
         return items
 
-    async def add_items(self, items: list[Any]) -> None:
+    async def add_items(self, items: list[Any], *, idempotency_key: str | None = None) -> None:
         """Append ``items`` (see :meth:`SQLAlchemySession.add_items`)."""
         async with traced("add_items", self._store._backend, self.session_id) as trace:
             trace.item_count = len(items) if isinstance(items, list) else None
-            await super().add_items(items)
+            await super().add_items(items, idempotency_key=idempotency_key)
         if items:
             self._pending = {}
 

@@ -401,15 +401,17 @@ async def _attempt(
 async def _shielded(awaitable: Awaitable[T]) -> T:
     """Await ``awaitable`` to the end even if the caller is cancelled, then re-raise that."""
     task = asyncio.ensure_future(awaitable)
-    cancelled: asyncio.CancelledError | None = None
-    while not task.done():
-        try:
-            await asyncio.wait((task,))
-        except asyncio.CancelledError as exc:
-            if cancelled is None:
-                cancelled = exc
-    if cancelled is not None:
+    try:
+        # shield() is the cheap path for the common case, no cancellation at all.
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if task.done() and task.cancelled():
+            raise  # the write itself was cancelled (event loop shutting down)
+        while not task.done():
+            try:
+                await asyncio.wait((task,))
+            except asyncio.CancelledError:
+                continue
         if not task.cancelled() and task.exception() is not None:
             logger.debug("convostore: cancelled write failed: %r", task.exception())
-        raise cancelled
-    return task.result()
+        raise

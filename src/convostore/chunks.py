@@ -1,0 +1,161 @@
+"""Large items in bounded chunks, so no statement or result row outgrows the server's limits.
+
+MySQL and MariaDB refuse any statement or result row larger than ``max_allowed_packet`` (16 MB
+by default), and aiomysql sends parameters inline in the statement text. An item whose JSON
+text is longer than the store's chunk size is therefore stored in pieces:
+
+- its message row holds the first ``chunk_chars`` characters in ``message_data`` and the
+  number of further pieces in ``chunk_count`` (0, the default, for every item that fits);
+- the chunks table (``<messages>_chunks``, see :func:`convostore.schema.chunks_table_name`)
+  holds the other pieces, keyed ``(session_id, position, chunk_no)`` with ``chunk_no`` from 1,
+  with a foreign key to the message row ``ON DELETE CASCADE``: every path that deletes an
+  item (pop, clear, trim, prune, delete) deletes its chunks with it.
+
+The chunk size bounds one piece's statement: at most 4 bytes per character (UTF-8; the
+characters MySQL escapes are ASCII and take 2), plus the statement's fixed text, within
+``max_allowed_packet``. On PostgreSQL and SQLite, which have no such limit, a fixed size keeps
+statements and rows of bounded size all the same.
+
+Reads fetch chunks only for rows whose ``chunk_count`` is positive, in one extra indexed
+query per read; a session without large items reads exactly as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .errors import StorageError
+from .schema import Tables
+from .transaction import DEFAULT_RETRY, RetryPolicy, run_read
+
+T = TypeVar("T")
+
+# Reads that met an item deleted between their two statements, run again this often at most.
+_INCOMPLETE_TRIES = 5
+
+__all__ = [
+    "DEFAULT_CHUNK_CHARS",
+    "MYSQL_STATEMENT_OVERHEAD",
+    "IncompleteItemError",
+    "assemble",
+    "chunk_chars_for_packet",
+    "chunk_rows",
+    "read_whole",
+    "rewrite",
+    "split",
+]
+
+DEFAULT_CHUNK_CHARS = 4 * 1024 * 1024
+"""Characters per piece on PostgreSQL and SQLite (at most 16 MB of UTF-8)."""
+
+MYSQL_STATEMENT_OVERHEAD = 4096
+"""Bytes of a MySQL statement besides the piece: the INSERT text and the other columns."""
+
+
+class IncompleteItemError(Exception):
+    """An item's chunks were not all found: it was deleted between two statements of a read."""
+
+
+def chunk_chars_for_packet(max_allowed_packet: int) -> int:
+    """Characters per piece so that one piece's statement fits ``max_allowed_packet``."""
+    return max(1024, (max_allowed_packet - MYSQL_STATEMENT_OVERHEAD) // 4)
+
+
+def split(text: str, chunk_chars: int) -> tuple[str, list[str]]:
+    """Return the part of ``text`` kept in the message row and the pieces after it."""
+    if len(text) <= chunk_chars:
+        return text, []
+    rest = [
+        text[start : start + chunk_chars] for start in range(chunk_chars, len(text), chunk_chars)
+    ]
+    return text[:chunk_chars], rest
+
+
+def chunk_rows(session_id: str, position: int, pieces: Sequence[str]) -> list[dict[str, Any]]:
+    """The chunks table's rows for the pieces of the item at ``position``."""
+    return [
+        {"session_id": session_id, "position": position, "chunk_no": number, "data": piece}
+        for number, piece in enumerate(pieces, start=1)
+    ]
+
+
+async def assemble(
+    conn: AsyncConnection, tables: Tables, session_id: str, rows: Iterable[Any]
+) -> list[tuple[int, str]]:
+    """Return ``(position, text)`` for rows of ``(position, message_data, chunk_count)``.
+
+    Rows with chunks get them from one query on the chunks table's primary key.
+
+    Raises:
+        IncompleteItemError: Some chunks are missing (the item was deleted meanwhile: a read
+            outside a transaction should be run again).
+    """
+    rows = list(rows)
+    wanted = {int(row[0]): int(row[2]) for row in rows if row[2]}
+    if not wanted:
+        return [(int(row[0]), row[1]) for row in rows]
+    c = tables.chunks
+    result = await conn.execute(
+        select(c.c.position, c.c.data)
+        .where(c.c.session_id == session_id, c.c.position.in_(sorted(wanted)))
+        .order_by(c.c.position, c.c.chunk_no)
+    )
+    pieces: dict[int, list[str]] = {}
+    for position, data in result:
+        pieces.setdefault(int(position), []).append(data)
+    out = []
+    for row in rows:
+        position, head, count = int(row[0]), row[1], int(row[2] or 0)
+        if count:
+            found = pieces.get(position, [])
+            if len(found) != count:
+                raise IncompleteItemError(
+                    f"item at position {position} of session {session_id!r} has "
+                    f"{len(found)} of its {count} chunks"
+                )
+            head = head + "".join(found)
+        out.append((position, head))
+    return out
+
+
+async def read_whole(
+    engine: AsyncEngine,
+    work: Callable[[AsyncConnection], Awaitable[T]],
+    *,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> T:
+    """:func:`~convostore.transaction.run_read`, run again if ``work`` met a half-deleted item.
+
+    Reads outside a transaction (PostgreSQL's autocommit reads, SQLite's) see each statement
+    at its own moment: an item popped between the read of its row and of its chunks is
+    missing chunks, and the read is simply repeated.
+    """
+    for _ in range(_INCOMPLETE_TRIES - 1):
+        try:
+            return await run_read(engine, work, retry=retry)
+        except IncompleteItemError:
+            continue
+    try:
+        return await run_read(engine, work, retry=retry)
+    except IncompleteItemError as exc:
+        raise StorageError(f"could not read a consistent copy of a chunked item: {exc}") from exc
+
+
+async def rewrite(
+    conn: AsyncConnection, tables: Tables, session_id: str, position: int, text: str, size: int
+) -> None:
+    """Replace the stored text of the item at ``position`` with ``text``, in ``size`` chunks."""
+    m, c = tables.messages, tables.chunks
+    head, rest = split(text, size)
+    await conn.execute(delete(c).where(c.c.session_id == session_id, c.c.position == position))
+    await conn.execute(
+        update(m)
+        .where(m.c.session_id == session_id, m.c.position == position)
+        .values(message_data=head, chunk_count=len(rest))
+    )
+    for row in chunk_rows(session_id, position, rest):
+        await conn.execute(insert(c), row)
