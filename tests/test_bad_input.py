@@ -20,6 +20,7 @@ from convostore import (
     SQLAlchemySession,
     Tables,
 )
+from convostore.integrity import corrupt_items_skipped
 
 
 class NotJSON:
@@ -130,9 +131,11 @@ async def test_corrupt_rows_are_skipped_and_logged(
             .where(m.c.session_id == session.session_id, m.c.position == 1)
             .values(message_data="{not json")
         )
+    skipped_before = corrupt_items_skipped()
     with caplog.at_level(logging.WARNING, logger="convostore"):
         assert await session.get_items() == [{"n": 0}, {"n": 2}, {"n": 3}]
         assert await session.get_items(limit=3) == [{"n": 2}, {"n": 3}]
+    assert corrupt_items_skipped() == skipped_before + 2
     assert "position 1" in caplog.text
     assert session.session_id in caplog.text
     # pop skips the corrupt row as well, and removes it.

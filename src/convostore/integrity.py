@@ -30,7 +30,26 @@ from .errors import ConfigurationError
 from .schema import Tables
 from .transaction import DEFAULT_RETRY, RetryPolicy
 
-__all__ = ["CorruptItem", "find_corrupt_items"]
+__all__ = ["CorruptItem", "corrupt_items_skipped", "find_corrupt_items", "record_skipped"]
+
+# Reads and pops that skip a corrupt row count it here, so a monitoring job can alert on a
+# count that moves without scraping logs. One process-wide number; the event loop and the
+# GIL make the increment safe.
+_skipped = [0]
+
+
+def record_skipped() -> None:
+    """Count one corrupt row skipped by a read or a pop (called by convostore itself)."""
+    _skipped[0] += 1
+
+
+def corrupt_items_skipped() -> int:
+    """How many corrupt rows reads and pops have skipped in this process since it started.
+
+    Each skip is also logged at ``WARNING`` with its session and position;
+    :func:`find_corrupt_items` lists the rows themselves.
+    """
+    return _skipped[0]
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,8 @@ from .chunks import (
     split,
 )
 from .codec import decode_item
-from .engine import writer_lock
 from .idempotency import claim_key, key_stored
+from .integrity import record_skipped
 from .schema import Tables
 from .transaction import DEFAULT_RETRY, RetryPolicy, Verify, run_read, run_write
 
@@ -203,16 +203,8 @@ class Operations:
     async def _write(
         self, work: Callable[[AsyncConnection], Awaitable[T]], *, verify: Verify | None = None
     ) -> T:
-        """Run ``work`` as one write transaction.
-
-        On a SQLite file it first queues behind this process's other writers of the same
-        engine (see :func:`convostore.engine.writer_lock`).
-        """
-        lock = writer_lock(self.engine)
-        if lock is None:
-            return await run_write(self.engine, work, retry=self.retry, verify=verify)
-        async with lock:
-            return await run_write(self.engine, work, retry=self.retry, verify=verify)
+        """Run ``work`` as one write transaction with this object's retry policy."""
+        return await run_write(self.engine, work, retry=self.retry, verify=verify)
 
     async def add(
         self,
@@ -368,12 +360,13 @@ class Operations:
 
     @staticmethod
     def decode_rows(session_id: str, rows: Sequence[Any]) -> list[Any]:
-        """Decode ``(position, message_data)`` rows, skipping (and logging) corrupt ones."""
+        """Decode ``(position, message_data)`` rows, skipping corrupt ones (logged, counted)."""
         items = []
         for position, text in rows:
             try:
                 items.append(decode_item(text))
             except ValueError as exc:
+                record_skipped()
                 logger.warning(
                     "convostore: skipped a corrupt item in session %r at position %d: %s",
                     session_id,

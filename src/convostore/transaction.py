@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .engine import connection_lock
+from .engine import connection_lock, writer_lock
 from .errors import (
     CommitOutcomeUnknownError,
     ConfigurationError,
@@ -236,7 +236,9 @@ async def run_write(
     """Run ``work`` in one transaction and commit, retrying it whole on transient errors.
 
     ``work`` may run more than once, so it must do nothing but SQL on the connection it
-    is given. The call is shielded from cancellation (see the module docstring).
+    is given. The call is shielded from cancellation (see the module docstring). On a
+    SQLite file, writers of one engine in this process take turns in order
+    (:func:`convostore.engine.writer_lock`).
 
     Args:
         engine: The engine to run on.
@@ -253,7 +255,13 @@ async def run_write(
             not be established.
         StorageError: A permanent database error, or transient ones past the retry bounds.
     """
-    return await _shielded(_run(engine, work, retry, write=True, verify=verify))
+    # On a SQLite file, queue behind this process's other writers first (outside the shield:
+    # a caller cancelled while it waits its turn has written nothing).
+    lock = writer_lock(engine)
+    if lock is None:
+        return await _shielded(_run(engine, work, retry, write=True, verify=verify))
+    async with lock:
+        return await _shielded(_run(engine, work, retry, write=True, verify=verify))
 
 
 async def run_read(
