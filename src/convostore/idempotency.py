@@ -27,6 +27,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .errors import InvalidIdempotencyKeyError, InvalidInputError
+from .keytext import check_key_text
 from .schema import Tables
 from .transaction import DEFAULT_RETRY, RetryPolicy, run_write
 
@@ -51,27 +52,13 @@ def validate_idempotency_key(key: Any) -> str:
     Raises:
         InvalidIdempotencyKeyError: The key breaks one of these rules; the message says which.
     """
-    if not isinstance(key, str):
-        raise InvalidIdempotencyKeyError(
-            f"idempotency_key must be a str or None, got {type(key).__name__}"
-        )
-    if not key:
-        raise InvalidIdempotencyKeyError("idempotency_key must not be empty")
-    if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
-        raise InvalidIdempotencyKeyError(
-            f"idempotency_key is {len(key)} characters long; the limit is "
-            f"{MAX_IDEMPOTENCY_KEY_LENGTH}"
-        )
-    if "\x00" in key:
-        raise InvalidIdempotencyKeyError("idempotency_key must not contain NUL characters")
-    if not key.isascii():
-        try:
-            key.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidIdempotencyKeyError(
-                "idempotency_key must be valid Unicode (it contains a lone surrogate)"
-            ) from None
-    return key
+    return check_key_text(
+        key,
+        name="idempotency_key",
+        error=InvalidIdempotencyKeyError,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        expected="a str or None",
+    )
 
 
 async def claim_key(

@@ -33,6 +33,7 @@ from .codec import encode_items
 from .engine import configure_engine, create_engine
 from .errors import ConfigurationError, InvalidSessionIdError, SchemaError
 from .idempotency import validate_idempotency_key
+from .keytext import check_key_text
 from .migrate import check_revision, stamp_head
 from .operations import shared_operations
 from .schema import (
@@ -62,24 +63,13 @@ def validate_session_id(session_id: Any) -> str:
     Raises:
         InvalidSessionIdError: The id breaks one of these rules; the message says which.
     """
-    if not isinstance(session_id, str):
-        raise InvalidSessionIdError(f"session_id must be a str, got {type(session_id).__name__}")
-    if not session_id:
-        raise InvalidSessionIdError("session_id must not be empty")
-    if len(session_id) > MAX_SESSION_ID_LENGTH:
-        raise InvalidSessionIdError(
-            f"session_id is {len(session_id)} characters long; the limit is {MAX_SESSION_ID_LENGTH}"
-        )
-    if "\x00" in session_id:
-        raise InvalidSessionIdError("session_id must not contain NUL characters")
-    if not session_id.isascii():
-        try:
-            session_id.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidSessionIdError(
-                "session_id must be valid Unicode (it contains a lone surrogate)"
-            ) from None
-    return session_id
+    return check_key_text(
+        session_id,
+        name="session_id",
+        error=InvalidSessionIdError,
+        max_length=MAX_SESSION_ID_LENGTH,
+        expected="a str",
+    )
 
 
 class SQLAlchemySession:
