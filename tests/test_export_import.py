@@ -152,6 +152,8 @@ async def test_bad_input_names_the_line(new_store: NewStore) -> None:
         json.dumps({**make_records(1)[0], "items": [1]}),
         json.dumps({**make_records(1)[0], "created_at": "2026-01-01T00:00:00"}),
         json.dumps({**make_records(1)[0], "session_id": ""}),
+        json.dumps({**make_records(1)[0], "user_id": "lone \ud800"}),
+        json.dumps({**make_records(1)[0], "user_id": "u" * 256}),
     ]
     for bad in bad_lines:
         with pytest.raises(InvalidInputError, match="line 3"):

@@ -274,7 +274,7 @@ async def test_user_and_metadata(store: SessionStore) -> None:
             await store.update_session(session_id, metadata=bad)  # type: ignore[arg-type]
         with pytest.raises(InvalidInputError):
             store.session(sid(), metadata=bad)  # type: ignore[arg-type]
-    for bad_user in ("", 5, "u" * 256):
+    for bad_user in ("", 5, "u" * 256, "a\x00b", "lone \ud800"):
         with pytest.raises(InvalidInputError):
             store.session(sid(), user_id=bad_user)  # type: ignore[arg-type]
 

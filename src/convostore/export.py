@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from .chunks import assemble, chunk_rows, read_whole, split
 from .codec import decode_item, encode_item
 from .errors import InvalidInputError, InvalidItemError, SessionExistsError
+from .keytext import check_user_id
 from .records import ExportReport, ImportReport
 from .session import validate_session_id
 from .transaction import run_read, run_write
@@ -278,10 +279,10 @@ def _parse(line: str, number: int) -> _Pending:
         value = record.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise bad(f"{key} must be an integer >= 0")
-    user_id = record.get("user_id")
-    if user_id is not None and (not isinstance(user_id, str) or not user_id):
-        raise bad("user_id must be null or a non-empty string")
-    record["user_id"] = user_id
+    try:
+        record["user_id"] = check_user_id(record.get("user_id"))
+    except InvalidInputError as exc:
+        raise bad(str(exc)) from None
     metadata = record.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise bad("metadata must be null or an object")

@@ -1,4 +1,4 @@
-"""The one rule for text that names something exactly: session ids and idempotency keys.
+"""The one rule for text that names something exactly: session ids, idempotency keys, user ids.
 
 Such text is a non-empty ``str`` of at most 255 characters, without NUL characters (which
 PostgreSQL cannot store in text) or lone surrogates (which cannot be encoded as UTF-8). It
@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import InvalidInputError
 
-__all__ = ["check_key_text"]
+__all__ = ["check_key_text", "check_user_id"]
 
 
 def check_key_text(
@@ -40,3 +40,16 @@ def check_key_text(
         except UnicodeEncodeError:
             raise error(f"{name} must be valid Unicode (it contains a lone surrogate)") from None
     return value
+
+
+def check_user_id(user_id: Any) -> str | None:
+    """Return ``user_id`` if it is ``None`` or follows the rule, with at most 255 characters.
+
+    Raises:
+        InvalidInputError: It does not.
+    """
+    if user_id is None:
+        return None
+    return check_key_text(
+        user_id, name="user_id", error=InvalidInputError, max_length=255, expected="a str or None"
+    )

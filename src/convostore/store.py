@@ -44,6 +44,7 @@ from .errors import (
     InvalidInputError,
     SessionNotFoundError,
 )
+from .keytext import check_user_id
 from .observability import traced
 from .operations import Operations, shared_operations, utcnow
 from .records import (
@@ -693,21 +694,6 @@ class StoreSession(SQLAlchemySession):
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def check_user_id(user_id: Any) -> str | None:
-    """Return ``user_id`` if it is ``None`` or a non-empty string of at most 255 characters.
-
-    Raises:
-        InvalidInputError: It is not.
-    """
-    if user_id is None:
-        return None
-    if not isinstance(user_id, str) or not user_id or len(user_id) > 255 or "\x00" in user_id:
-        raise InvalidInputError(
-            f"user_id must be a non-empty string of at most 255 characters, got {user_id!r}"
-        )
-    return user_id
 
 
 def check_metadata(metadata: Any) -> dict[str, Any] | None:
