@@ -24,10 +24,8 @@ import importlib.metadata
 import json
 import os
 import platform
-import shutil
 import sqlite3
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -35,10 +33,8 @@ from typing import Any
 
 import report
 import workloads as wl
-from impls import ConvostoreImpl, FloorImpl, Impl, SdkImpl
+from impls import ConvostoreImpl, FloorImpl, Impl, SdkImpl, backend_engine, set_up
 from sqlalchemy.ext.asyncio import AsyncEngine
-
-from convostore import create_engine
 
 BACKENDS = ["sqlite", "postgresql", "mysql"]
 DEFAULT_URLS = {
@@ -71,14 +67,7 @@ async def run_backend(
 ) -> dict[str, Any]:
     """Run every workload on one backend; always drops its tables before returning."""
     prefix = f"bench_{uuid.uuid4().hex[:8]}"
-    tmp_dir = None
-    sqlite_path = None
-    if backend == "sqlite":
-        tmp_dir = tempfile.mkdtemp(prefix="convostore-bench-")
-        sqlite_path = os.path.join(tmp_dir, "bench.db")
-        url = f"sqlite+aiosqlite:///{sqlite_path}"
-    engine = create_engine(url, pool_size=10, max_overflow=0)
-    try:
+    async with backend_engine(backend, url) as (engine, sqlite_path):
         try:
             server = await server_version(engine)
         except Exception as exc:
@@ -88,22 +77,8 @@ async def run_backend(
             ConvostoreImpl(engine, prefix),
             SdkImpl(engine, prefix),
         ]
-        ready: list[Impl] = []
-        try:
-            for impl in impls:
-                ready.append(impl)  # torn down even if its setup fails half-way
-                await impl.setup()
+        async with set_up(impls):
             return await _workloads(backend, server, impls, sizes, prefix, only)
-        finally:
-            for impl in reversed(ready):
-                try:
-                    await impl.teardown()
-                except Exception as exc:
-                    log(f"{backend}: could not drop the {impl.name} tables: {exc}")
-    finally:
-        await engine.dispose()
-        if tmp_dir is not None:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 async def _workloads(

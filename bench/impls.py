@@ -8,8 +8,14 @@ written them. Each implementation has its own pair of tables, named after the ru
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import floor
@@ -17,7 +23,7 @@ from items import item
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from convostore import SQLAlchemySession, build_tables
+from convostore import SQLAlchemySession, build_tables, create_engine
 from convostore.codec import encode_item
 from convostore.migrate import drop_version_table
 from convostore.session import create_tables
@@ -26,6 +32,43 @@ from convostore.session import create_tables
 # anything appended later sorts after them in a store that orders by time.
 POPULATE_START = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
 _CHUNK = 2000
+
+
+@contextlib.asynccontextmanager
+async def backend_engine(backend: str, url: str) -> AsyncIterator[tuple[AsyncEngine, str | None]]:
+    """The engine of a run on ``backend`` (pool of 10) and, on SQLite, its temporary file.
+
+    On SQLite ``url`` is ignored: the run gets a new database file, deleted at the end.
+    """
+    tmp_dir = sqlite_path = None
+    if backend == "sqlite":
+        tmp_dir = tempfile.mkdtemp(prefix="convostore-bench-")
+        sqlite_path = os.path.join(tmp_dir, "bench.db")
+        url = f"sqlite+aiosqlite:///{sqlite_path}"
+    engine = create_engine(url, pool_size=10, max_overflow=0)
+    try:
+        yield engine, sqlite_path
+    finally:
+        await engine.dispose()
+        if tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def set_up(impls: Sequence[Impl]) -> AsyncIterator[None]:
+    """Create the implementations' tables; drop them at the end, also after an error."""
+    ready: list[Impl] = []
+    try:
+        for impl in impls:
+            ready.append(impl)  # torn down even if its setup fails half-way
+            await impl.setup()
+        yield
+    finally:
+        for impl in reversed(ready):
+            try:
+                await impl.teardown()
+            except Exception as exc:
+                print(f"could not drop the {impl.name} tables: {exc}", file=sys.stderr)
 
 
 class Impl:

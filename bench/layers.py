@@ -36,11 +36,8 @@ import asyncio
 import collections
 import cProfile
 import json
-import os
 import pstats
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -48,11 +45,10 @@ from typing import Any
 
 import workloads as wl
 from bench import BACKENDS, DEFAULT_URLS, log
-from impls import ConvostoreImpl, FloorImpl
+from impls import ConvostoreImpl, FloorImpl, backend_engine, set_up
 from items import item
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from convostore import create_engine
 from convostore.codec import encode_item
 from convostore.operations import Operations, shared_operations, utcnow
 
@@ -168,39 +164,22 @@ def layers(backend: str, engine: AsyncEngine, fl: FloorImpl, cs: ConvostoreImpl)
 
 async def run_backend(backend: str, url: str, total: int, rounds: int) -> dict[str, Any]:
     prefix = f"bench_{uuid.uuid4().hex[:8]}"
-    tmp_dir = sqlite_path = None
-    if backend == "sqlite":
-        tmp_dir = tempfile.mkdtemp(prefix="convostore-layers-")
-        sqlite_path = os.path.join(tmp_dir, "layers.db")
-        url = f"sqlite+aiosqlite:///{sqlite_path}"
-    engine = create_engine(url, pool_size=10, max_overflow=0)
-    fl, cs = FloorImpl(engine, prefix, sqlite_path), ConvostoreImpl(engine, prefix)
-    ready: list[Any] = []
-    try:
-        for impl in (fl, cs):
-            ready.append(impl)
-            await impl.setup()
-            await impl.populate(TAIL_SESSION, 1000)
-        out: dict[str, Any] = {}
-        for kind in ("tail20", "full1k", "append1"):
-            usable = [layer for layer in layers(backend, engine, fl, cs) if kind in layer.ops]
-            results = await wl.interleaved(
-                usable,  # type: ignore[arg-type]
-                lambda layer, kind=kind: layer.ops[kind],
-                total,
-                rounds,
-            )
-            out[kind] = {name: result.summary() for name, result in results.items()}
-        return out
-    finally:
-        for impl in reversed(ready):
-            try:
-                await impl.teardown()
-            except Exception as exc:
-                log(f"{backend}: could not drop the {impl.name} tables: {exc}")
-        await engine.dispose()
-        if tmp_dir is not None:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+    async with backend_engine(backend, url) as (engine, sqlite_path):
+        fl, cs = FloorImpl(engine, prefix, sqlite_path), ConvostoreImpl(engine, prefix)
+        async with set_up([fl, cs]):
+            for impl in (fl, cs):
+                await impl.populate(TAIL_SESSION, 1000)
+            out: dict[str, Any] = {}
+            for kind in ("tail20", "full1k", "append1"):
+                usable = [layer for layer in layers(backend, engine, fl, cs) if kind in layer.ops]
+                results = await wl.interleaved(
+                    usable,  # type: ignore[arg-type]
+                    lambda layer, kind=kind: layer.ops[kind],
+                    total,
+                    rounds,
+                )
+                out[kind] = {name: result.summary() for name, result in results.items()}
+            return out
 
 
 _PACKAGES = ("sqlalchemy", "asyncpg", "aiomysql", "pymysql", "aiosqlite", "greenlet")
@@ -222,46 +201,38 @@ def _package(path: str, name: str) -> str | None:
 async def profile(backend: str, url: str, total: int) -> dict[str, dict[str, float]]:
     """Share of the client's profiled time per package, for convostore's tail20 and append1."""
     prefix = f"bench_{uuid.uuid4().hex[:8]}"
-    tmp_dir = None
-    if backend == "sqlite":
-        tmp_dir = tempfile.mkdtemp(prefix="convostore-layers-")
-        url = f"sqlite+aiosqlite:///{os.path.join(tmp_dir, 'profile.db')}"
-    engine = create_engine(url, pool_size=10, max_overflow=0)
-    cs = ConvostoreImpl(engine, prefix)
-    try:
-        await cs.setup()
-        await cs.populate(TAIL_SESSION, 1000)
-        tail, append = cs.session(TAIL_SESSION), cs.session(APPEND_SESSION)
-        ops = {
-            "tail20": lambda i: tail.get_items(limit=20),
-            "append1": lambda i: append.add_items([item(i)]),
-        }
-        shares: dict[str, dict[str, float]] = {}
-        for name, op in ops.items():
-            for i in range(total // 10):  # warm-up
-                await op(i)
-            profiler = cProfile.Profile()
-            profiler.enable()
-            for i in range(total):
-                await op(i)
-            profiler.disable()
-            by_package: collections.Counter[str] = collections.Counter()
-            stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
-            for (path, _line, func), (_cc, _nc, own, _cum, _callers) in stats.items():
-                package = _package(path, func)
-                if package is not None:
-                    by_package[package] += own
-            spent = sum(by_package.values())
-            shares[name] = {k: v / spent for k, v in by_package.most_common()}
-            shares[name]["ms per op (profiled)"] = spent / total * 1e3
-        return shares
-    finally:
-        try:
-            await cs.teardown()
-        finally:
-            await engine.dispose()
-            if tmp_dir is not None:
-                shutil.rmtree(tmp_dir, ignore_errors=True)
+    async with backend_engine(backend, url) as (engine, _):
+        cs = ConvostoreImpl(engine, prefix)
+        async with set_up([cs]):
+            return await _profile(cs, total)
+
+
+async def _profile(cs: ConvostoreImpl, total: int) -> dict[str, dict[str, float]]:
+    await cs.populate(TAIL_SESSION, 1000)
+    tail, append = cs.session(TAIL_SESSION), cs.session(APPEND_SESSION)
+    ops = {
+        "tail20": lambda i: tail.get_items(limit=20),
+        "append1": lambda i: append.add_items([item(i)]),
+    }
+    shares: dict[str, dict[str, float]] = {}
+    for name, op in ops.items():
+        for i in range(total // 10):  # warm-up
+            await op(i)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for i in range(total):
+            await op(i)
+        profiler.disable()
+        by_package: collections.Counter[str] = collections.Counter()
+        stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+        for (path, _line, func), (_cc, _nc, own, _cum, _callers) in stats.items():
+            package = _package(path, func)
+            if package is not None:
+                by_package[package] += own
+        spent = sum(by_package.values())
+        shares[name] = {k: v / spent for k, v in by_package.most_common()}
+        shares[name]["ms per op (profiled)"] = spent / total * 1e3
+    return shares
 
 
 def profile_lines(backend: str, shares: dict[str, dict[str, float]]) -> str:
