@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 ${imports if imports else ""}
+from convostore.migrate import revision_names
 
 revision: str = ${repr(up_revision)}
 down_revision: str | Sequence[str] | None = ${repr(down_revision)}
@@ -24,21 +25,11 @@ branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
 
 
-def _names() -> tuple[str, str, str | None]:
-    """The store's sessions table, messages table and schema, as env.py configured them."""
-    names = op.get_context().opts.get("convostore") or {}
-    return (
-        names.get("sessions_table", "agent_sessions"),
-        names.get("messages_table", "agent_messages"),
-        names.get("schema"),
-    )
-
-
 def upgrade() -> None:
-    sessions, messages, schema = _names()
+    sessions, messages, schema = revision_names(op.get_context())
     ${upgrades if upgrades else "pass"}
 
 
 def downgrade() -> None:
-    sessions, messages, schema = _names()
+    sessions, messages, schema = revision_names(op.get_context())
     ${downgrades if downgrades else "pass"}

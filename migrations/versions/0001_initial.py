@@ -26,6 +26,7 @@ from alembic import context, op
 from sqlalchemy.dialects import mysql
 
 from convostore.errors import SchemaError
+from convostore.migrate import revision_names
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -34,16 +35,6 @@ depends_on: str | Sequence[str] | None = None
 
 _SDK_SESSIONS_COLUMNS = {"session_id", "created_at", "updated_at"}
 _SDK_MESSAGES_COLUMNS = {"id", "session_id", "message_data", "created_at"}
-
-
-def _names() -> tuple[str, str, str | None]:
-    """The store's sessions table, messages table and schema, as env.py configured them."""
-    names = op.get_context().opts.get("convostore") or {}
-    return (
-        names.get("sessions_table", "agent_sessions"),
-        names.get("messages_table", "agent_messages"),
-        names.get("schema"),
-    )
 
 
 def _types() -> tuple[Any, Any, Any]:
@@ -102,7 +93,7 @@ def _columns(inspector: Any, table: str, schema: str | None) -> set[str] | None:
 
 
 def upgrade() -> None:
-    sessions, messages, schema = _names()
+    sessions, messages, schema = revision_names(op.get_context())
     if context.is_offline_mode():
         _create(sessions, messages, schema)
         return
@@ -226,6 +217,6 @@ def _adopt_sdk_tables(sessions: str, messages: str, schema: str | None) -> None:
 
 
 def downgrade() -> None:
-    sessions, messages, schema = _names()
+    sessions, messages, schema = revision_names(op.get_context())
     op.drop_table(messages, schema=schema)
     op.drop_table(sessions, schema=schema)

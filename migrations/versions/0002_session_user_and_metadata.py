@@ -28,20 +28,12 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
+from convostore.migrate import revision_names
+
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-
-def _names() -> tuple[str, str, str | None]:
-    """The store's sessions table, messages table and schema, as env.py configured them."""
-    names = op.get_context().opts.get("convostore") or {}
-    return (
-        names.get("sessions_table", "agent_sessions"),
-        names.get("messages_table", "agent_messages"),
-        names.get("schema"),
-    )
 
 
 def _types() -> tuple[Any, Any]:
@@ -58,7 +50,7 @@ def _types() -> tuple[Any, Any]:
 
 
 def upgrade() -> None:
-    sessions, _messages, schema = _names()
+    sessions, _messages, schema = revision_names(op.get_context())
     user_id, metadata = _types()
     op.add_column(sessions, sa.Column("user_id", user_id, nullable=True), schema=schema)
     op.add_column(sessions, sa.Column("metadata", metadata, nullable=True), schema=schema)
@@ -72,7 +64,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    sessions, _messages, schema = _names()
+    sessions, _messages, schema = revision_names(op.get_context())
     op.drop_index(op.f(f"ix_{sessions}_updated_at"), table_name=sessions, schema=schema)
     op.drop_index(op.f(f"ix_{sessions}_user_id_updated_at"), table_name=sessions, schema=schema)
     op.drop_column(sessions, "metadata", schema=schema)

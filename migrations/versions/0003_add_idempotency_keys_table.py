@@ -25,20 +25,12 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
+from convostore.migrate import revision_names
+
 revision: str = "0003"
 down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-
-def _names() -> tuple[str, str, str | None]:
-    """The store's sessions table, messages table and schema, as env.py configured them."""
-    names = op.get_context().opts.get("convostore") or {}
-    return (
-        names.get("sessions_table", "agent_sessions"),
-        names.get("messages_table", "agent_messages"),
-        names.get("schema"),
-    )
 
 
 def _keys_table(sessions: str) -> str:
@@ -64,7 +56,7 @@ def _types() -> tuple[Any, Any]:
 
 
 def upgrade() -> None:
-    sessions, _messages, schema = _names()
+    sessions, _messages, schema = revision_names(op.get_context())
     keys = _keys_table(sessions)
     identifier, timestamp = _types()
     referred = f"{schema}.{sessions}" if schema else sessions
@@ -88,7 +80,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    sessions, _messages, schema = _names()
+    sessions, _messages, schema = revision_names(op.get_context())
     keys = _keys_table(sessions)
     op.drop_index(op.f(f"ix_{keys}_created_at"), table_name=keys, schema=schema)
     op.drop_table(keys, schema=schema)

@@ -27,20 +27,12 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
+from convostore.migrate import revision_names
+
 revision: str = "0004"
 down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-
-def _names() -> tuple[str, str, str | None]:
-    """The store's sessions table, messages table and schema, as env.py configured them."""
-    names = op.get_context().opts.get("convostore") or {}
-    return (
-        names.get("sessions_table", "agent_sessions"),
-        names.get("messages_table", "agent_messages"),
-        names.get("schema"),
-    )
 
 
 def _chunks_table(messages: str) -> str:
@@ -66,7 +58,7 @@ def _types() -> tuple[Any, Any]:
 
 
 def upgrade() -> None:
-    _sessions, messages, schema = _names()
+    _sessions, messages, schema = revision_names(op.get_context())
     chunks = _chunks_table(messages)
     session_id, payload = _types()
     op.add_column(
@@ -95,7 +87,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    _sessions, messages, schema = _names()
+    _sessions, messages, schema = revision_names(op.get_context())
     op.drop_table(_chunks_table(messages), schema=schema)
     # SQLite cannot drop a column in place: batch mode copies the table.
     with op.batch_alter_table(messages, schema=schema) as batch:

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .chunks import assemble, rewrite
+from .closing import AsyncClosing
 from .codec import decode_item, encode_item, encode_items
 from .errors import ConfigurationError, DecryptionError
 from .protocol import Session
@@ -64,7 +64,7 @@ def generate_key() -> str:
     return key.decode("ascii")
 
 
-class EncryptedSession:
+class EncryptedSession(AsyncClosing):
     """Wraps a session so that every item is encrypted before it reaches the database.
 
     Implements :class:`convostore.Session`; pass it to an agent runner like any session.
@@ -207,17 +207,6 @@ class EncryptedSession:
         close = getattr(self._inner, "close", None)
         if close is not None:
             await close()
-
-    async def __aenter__(self) -> EncryptedSession:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- tokens ---------------------------------------------------------------------------
 

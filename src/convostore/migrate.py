@@ -44,6 +44,7 @@ from .urls import to_async_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "make_config",
     "migrate",
     "options_from_config",
+    "revision_names",
     "script_location",
     "stamp",
     "stamp_head",
@@ -182,6 +184,20 @@ class MigrationOptions:
                 "schema": self.schema,
             },
         }
+
+
+def revision_names(context: MigrationContext) -> tuple[str, str, str | None]:
+    """The sessions table, messages table and schema a revision applies to.
+
+    Revisions call it with ``op.get_context()``; the names are those
+    :meth:`MigrationOptions.context_options` gave the context (the defaults if none were).
+    """
+    names = context.opts.get("convostore") or {}
+    return (
+        names.get("sessions_table", DEFAULT_SESSIONS_TABLE),
+        names.get("messages_table", DEFAULT_MESSAGES_TABLE),
+        names.get("schema"),
+    )
 
 
 @dataclass(frozen=True)

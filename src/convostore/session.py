@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any
 
 from sqlalchemy import inspect
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from .closing import AsyncClosing
 from .codec import encode_items
 from .engine import configure_engine, create_engine
 from .errors import ConfigurationError, InvalidSessionIdError, SchemaError
@@ -72,7 +72,7 @@ def validate_session_id(session_id: Any) -> str:
     )
 
 
-class SQLAlchemySession:
+class SQLAlchemySession(AsyncClosing):
     """A conversation's history, stored through an SQLAlchemy ``AsyncEngine``.
 
     Implements :class:`convostore.Session` and the Agents SDK's session protocol.
@@ -272,17 +272,6 @@ class SQLAlchemySession:
         """Dispose the engine if :meth:`from_url` created it; otherwise do nothing."""
         if self._owns_engine:
             await self._engine.dispose()
-
-    async def __aenter__(self) -> SQLAlchemySession:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def _on_write(self) -> Callable[[AsyncConnection], Awaitable[None]] | None:
         """Return more SQL for :meth:`add_items` to run in its transaction, or ``None``.

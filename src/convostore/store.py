@@ -28,7 +28,6 @@ import binascii
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from types import TracebackType
 from typing import IO, Any
 
 from sqlalchemy import and_, bindparam, func, literal, or_, select, true, update
@@ -37,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import retention
 from .chunks import assemble, read_whole
+from .closing import AsyncClosing
 from .engine import configure_engine, create_engine
 from .errors import (
     ConfigurationError,
@@ -72,7 +72,7 @@ __all__ = ["SessionStore", "StoreSession"]
 _UNSET: Any = object()
 
 
-class SessionStore:
+class SessionStore(AsyncClosing):
     """All sessions of one database and table set, on one shared engine."""
 
     def __init__(
@@ -587,17 +587,6 @@ class SessionStore:
         """Dispose the engine if the store created it from a URL; otherwise do nothing."""
         if self._owns_engine:
             await self._engine.dispose()
-
-    async def __aenter__(self) -> SessionStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 class StoreSession(SQLAlchemySession):
