@@ -43,10 +43,10 @@ from .schema import (
     Tables,
     build_tables,
 )
-from .settings import SessionSettingsLike, check_limit, coerce_settings
+from .settings import SessionSettingsLike, check_limit, coerce_settings, present_settings
 from .transaction import DEFAULT_RETRY, RetryPolicy
 
-__all__ = ["SQLAlchemySession", "validate_session_id"]
+__all__ = ["SQLAlchemySession", "check_schema", "validate_session_id"]
 
 # Engines whose tables were already created in this process, by table set: create_tables
 # then costs nothing after the first session.
@@ -72,6 +72,24 @@ def validate_session_id(session_id: Any) -> str:
     )
 
 
+def check_schema(schema: str | None, engine: AsyncEngine) -> str | None:
+    """Return ``schema`` if the engine's database can hold tables in a named schema.
+
+    PostgreSQL has schemas; on MySQL and MariaDB a schema is a database on the same server.
+    A SQLite file has a single schema, so a name there would only point at a database that
+    was never attached.
+
+    Raises:
+        ConfigurationError: ``schema`` is given for a SQLite engine.
+    """
+    if schema is not None and engine.dialect.name == "sqlite":
+        raise ConfigurationError(
+            f"schema={schema!r} is not supported on SQLite (a SQLite file has one schema); "
+            f"use another database file in the URL, or other table names"
+        )
+    return schema
+
+
 class SQLAlchemySession(AsyncClosing):
     """A conversation's history, stored through an SQLAlchemy ``AsyncEngine``.
 
@@ -80,13 +98,6 @@ class SQLAlchemySession(AsyncClosing):
 
     session_id: str
     """The conversation's identifier (at most 255 characters, compared exactly)."""
-
-    # Typed Any on purpose: the Agents SDK's Session protocol declares this attribute with
-    # its own SessionSettings class, and a narrower type here would make type checkers reject
-    # a convostore session passed to Runner.run(..., session=...).
-    session_settings: Any
-    """Settings an agent runner reads; ``session_settings.limit`` is the default limit of
-    :meth:`get_items`. A :class:`convostore.SessionSettings`, or the Agents SDK's own."""
 
     def __init__(
         self,
@@ -99,6 +110,7 @@ class SQLAlchemySession(AsyncClosing):
         session_settings: SessionSettingsLike | dict[str, Any] | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
         max_item_bytes: int | None = None,
+        schema: str | None = None,
     ) -> None:
         """Create a session on an engine the application owns (it is never disposed here).
 
@@ -112,15 +124,21 @@ class SQLAlchemySession(AsyncClosing):
             sessions_table: Name of the sessions table.
             messages_table: Name of the messages table.
             session_settings: Default settings (``{"limit": N}``, or a ``SessionSettings``
-                from convostore or the Agents SDK).
+                from convostore or the Agents SDK); validated and copied, so the session
+                owns its settings.
             retry: How transient database errors are retried.
             max_item_bytes: Refuse (with ``PayloadTooLargeError``, before anything is
                 written) an item whose stored JSON is longer than this many UTF-8 bytes.
+            schema: The PostgreSQL schema holding the tables (as given to ``convostore
+                migrate --schema``); on MySQL/MariaDB, the database holding them. ``None``
+                uses the connection's default. Refused on SQLite, where a file has one
+                schema.
 
         Raises:
             InvalidSessionIdError: ``session_id`` is not a usable id.
-            ConfigurationError: A table name is not a plain identifier, or the engine is not
-                an ``AsyncEngine``.
+            ConfigurationError: A table name or ``schema`` is not a plain identifier,
+                ``schema`` is given on SQLite, ``session_settings`` is unusable, or the
+                engine is not an ``AsyncEngine``.
         """
         self.session_id = validate_session_id(session_id)
         if not isinstance(engine, AsyncEngine):
@@ -128,8 +146,8 @@ class SQLAlchemySession(AsyncClosing):
                 f"engine must be a sqlalchemy.ext.asyncio.AsyncEngine, got "
                 f"{type(engine).__name__}; use SQLAlchemySession.from_url(...) for a URL"
             )
-        self.session_settings = coerce_settings(session_settings)
-        self._tables = build_tables(sessions_table, messages_table)
+        self._settings = coerce_settings(session_settings)
+        self._tables = build_tables(sessions_table, messages_table, check_schema(schema, engine))
         self._engine = engine
         self._owns_engine = False
         self._create_tables = create_tables
@@ -167,7 +185,7 @@ class SQLAlchemySession(AsyncClosing):
             url: The database URL.
             engine_kwargs: Passed to ``create_async_engine`` (pool size, echo, ...).
             **kwargs: Passed to the constructor (``create_tables``, table names,
-                ``session_settings``, ``retry``).
+                ``session_settings``, ``retry``, ``max_item_bytes``, ``schema``).
 
         Raises:
             UnsupportedDriverError: The URL names a synchronous driver; the message gives the
@@ -189,6 +207,27 @@ class SQLAlchemySession(AsyncClosing):
     def engine(self) -> AsyncEngine:
         """The engine the session runs on."""
         return self._engine
+
+    # Typed Any on purpose: the Agents SDK's Session protocol declares this attribute with
+    # its own SessionSettings class, and a narrower type here would make type checkers reject
+    # a convostore session passed to Runner.run(..., session=...).
+    @property
+    def session_settings(self) -> Any:
+        """Settings an agent runner reads: ``limit`` is the default limit of :meth:`get_items`.
+
+        The Agents SDK's own ``SessionSettings`` when the SDK is installed (its wrappers
+        accept no other class), :class:`convostore.SessionSettings` otherwise. The object
+        belongs to this session: changing its ``limit`` changes this session only.
+        Assigning accepts the same values as the constructor's argument, and copies them.
+        """
+        # Read first by an agent runner, once the SDK is imported anyway: looking the SDK
+        # up here keeps it out of convostore's import and of sessions that never need it.
+        self._settings = present_settings(self._settings)
+        return self._settings
+
+    @session_settings.setter
+    def session_settings(self, value: Any) -> None:
+        self._settings = coerce_settings(value)
 
     @property
     def tables(self) -> Tables:
@@ -213,7 +252,8 @@ class SQLAlchemySession(AsyncClosing):
         """
         check_limit(limit)
         if limit is None:
-            limit = self.session_settings.limit
+            # Settings are plain objects an application may change after validation.
+            limit = check_limit(self._settings.limit, "session_settings.limit")
         await self._ensure_tables()
         return await self._ops.get(self.session_id, limit)
 

@@ -1,18 +1,37 @@
 """Per-session settings, shaped like the Agents SDK's ``SessionSettings``.
 
 Agent runners read ``session.session_settings.limit`` to decide how much history to load,
-and may overlay their own settings with ``resolve``. convostore accepts the SDK's own
-``SessionSettings`` objects as they are, a ``dict`` such as ``{"limit": 50}``, or this class.
+and overlay their own settings with ``resolve`` (``RunConfig(session_settings=...)``). The
+SDK's wrappers (``EncryptedSession``, ``OpenAIResponsesCompactionSession``) go further and
+accept only the SDK's own class or a ``dict``. So a session presents the SDK's
+``SessionSettings`` whenever the SDK is importable, and this module's class otherwise.
+
+The SDK is looked up the first time a session's settings are read, never when convostore
+is imported: convostore neither imports nor requires the SDK until then.
+
+Input may be ``None``, a ``dict`` such as ``{"limit": 50}``, the SDK's class or this one. It
+is validated when the session (or store) is built, and copied: each session owns its
+settings object, so changing one session's ``limit`` never changes another's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Protocol, runtime_checkable
 
 from .errors import ConfigurationError, InvalidLimitError
 
-__all__ = ["SessionSettings", "SessionSettingsLike", "check_limit", "coerce_settings"]
+__all__ = [
+    "SessionSettings",
+    "SessionSettingsLike",
+    "check_limit",
+    "coerce_settings",
+    "present_settings",
+    "sdk_settings_class",
+]
+
+_KEYS = ("limit",)
 
 
 @runtime_checkable
@@ -24,7 +43,7 @@ class SessionSettingsLike(Protocol):
 
 @dataclasses.dataclass
 class SessionSettings:
-    """Settings for a session's operations."""
+    """Settings for a session's operations (used when the Agents SDK is not installed)."""
 
     limit: int | None = None
     """How many of the latest items ``get_items()`` returns when called without a limit;
@@ -51,28 +70,71 @@ def check_limit(limit: Any, what: str = "limit") -> int | None:
     return limit
 
 
+@functools.lru_cache(maxsize=1)
+def sdk_settings_class() -> type[Any] | None:
+    """Return the Agents SDK's ``SessionSettings`` class, or ``None`` if the SDK is absent.
+
+    Imports the SDK on the first call (and only then); the answer is kept for the process.
+    """
+    try:
+        from agents.memory.session_settings import SessionSettings as SDKSessionSettings
+    except ImportError:
+        return None
+    return SDKSessionSettings
+
+
 def coerce_settings(
     settings: SessionSettingsLike | dict[str, Any] | None,
+    what: str = "session_settings",
 ) -> SessionSettingsLike:
-    """Return settings usable as ``session.session_settings``, keeping SDK objects as they are.
+    """Return a validated copy of ``settings``, owned by the caller.
+
+    The Agents SDK's objects stay of the SDK's class; ``None`` and a ``dict`` become this
+    module's :class:`SessionSettings` (:func:`present_settings` turns those into the SDK's
+    class when the settings are read).
 
     Raises:
-        ConfigurationError: ``settings`` is neither ``None``, a ``dict`` nor settings-like, or
-            its ``limit`` is not ``None`` or a non-negative integer.
+        ConfigurationError: ``settings`` is neither ``None``, a ``dict`` nor settings-like, a
+            ``dict`` has a key other than ``limit``, or ``limit`` is not ``None`` or a
+            non-negative integer.
     """
     if settings is None:
         return SessionSettings()
     if isinstance(settings, dict):
-        unknown = set(settings) - {"limit"}
+        unknown = sorted(str(key) for key in settings if key not in _KEYS)
         if unknown:
-            raise ConfigurationError(f"unknown session_settings keys: {sorted(unknown)}")
-        settings = SessionSettings(limit=settings.get("limit"))
+            raise ConfigurationError(
+                f"{what} has unknown keys {unknown}; the settings a session takes are "
+                f"{list(_KEYS)}, for example {{'limit': 50}}"
+            )
+        limit = _checked(settings.get("limit"), what)
+        return SessionSettings(limit=limit)
     if not isinstance(settings, SessionSettingsLike):
         raise ConfigurationError(
-            f"session_settings must be a SessionSettings, a dict or None, got {settings!r}"
+            f"{what} must be a SessionSettings (convostore's or the Agents SDK's), a dict such "
+            f"as {{'limit': 50}}, or None; got {type(settings).__name__}"
         )
+    limit = _checked(settings.limit, what)
+    if isinstance(settings, SessionSettings):
+        return SessionSettings(limit=limit)
+    if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
+        # The SDK's class (a dataclass): copied as itself, every field kept.
+        copied: SessionSettingsLike = dataclasses.replace(settings)
+        return copied
+    return SessionSettings(limit=limit)
+
+
+def present_settings(settings: SessionSettingsLike) -> SessionSettingsLike:
+    """Return ``settings`` as the Agents SDK's class if the SDK is importable, else as is."""
+    sdk_class = sdk_settings_class()
+    if sdk_class is None or isinstance(settings, sdk_class):
+        return settings
+    presented: SessionSettingsLike = sdk_class(limit=settings.limit)
+    return presented
+
+
+def _checked(limit: Any, what: str) -> int | None:
     try:
-        check_limit(settings.limit, "session_settings.limit")
+        return check_limit(limit, f"{what}.limit")
     except InvalidLimitError as exc:
         raise ConfigurationError(str(exc)) from None
-    return settings

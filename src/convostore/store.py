@@ -63,8 +63,8 @@ from .schema import (
     Tables,
     build_tables,
 )
-from .session import SQLAlchemySession, create_tables, validate_session_id
-from .settings import SessionSettingsLike, check_limit
+from .session import SQLAlchemySession, check_schema, create_tables, validate_session_id
+from .settings import SessionSettingsLike, check_limit, coerce_settings, present_settings
 from .transaction import DEFAULT_RETRY, RetryPolicy, run_read, run_write
 
 __all__ = ["SessionStore", "StoreSession"]
@@ -87,6 +87,7 @@ class SessionStore(AsyncClosing):
         session_settings: SessionSettingsLike | dict[str, Any] | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
         engine_kwargs: dict[str, Any] | None = None,
+        schema: str | None = None,
     ) -> None:
         """Open a store on an engine, or on a URL (the store then owns the engine).
 
@@ -100,9 +101,13 @@ class SessionStore(AsyncClosing):
                 that goes past it deletes the oldest items in the same transaction.
             max_item_bytes: Refuse items whose stored JSON is longer than this many bytes
                 (as ``SQLAlchemySession``'s option of the same name).
-            session_settings: Default settings of the sessions handed out.
+            session_settings: Default settings of the sessions handed out (validated here;
+                each session gets its own copy).
             retry: How transient database errors are retried.
-            engine_kwargs: Passed to ``create_async_engine`` when ``engine`` is a URL.
+            engine_kwargs: Passed to ``create_async_engine`` when ``engine`` is a URL
+                (refused with an engine: configure that engine where it is created).
+            schema: The PostgreSQL schema (MySQL/MariaDB: the database) holding the
+                tables, as given to ``convostore migrate --schema``; refused on SQLite.
 
         Raises:
             ConfigurationError: A table name, URL or option is unusable.
@@ -116,8 +121,14 @@ class SessionStore(AsyncClosing):
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
                 raise ConfigurationError(f"{name} must be None or an integer >= 1, got {value!r}")
-        self._tables = build_tables(sessions_table, messages_table)
+        settings = coerce_settings(session_settings)
         if isinstance(engine, AsyncEngine):
+            if engine_kwargs is not None:
+                raise ConfigurationError(
+                    "engine_kwargs apply only when SessionStore is given a URL; this store was "
+                    "given an AsyncEngine, so pass those options to create_async_engine() "
+                    "where the engine is made, or give the store the URL instead"
+                )
             self._engine = engine
             self._owns_engine = False
             configure_engine(engine)
@@ -128,6 +139,15 @@ class SessionStore(AsyncClosing):
             raise ConfigurationError(
                 f"engine must be an AsyncEngine or a database URL, got {type(engine).__name__}"
             )
+        try:
+            self._tables = build_tables(
+                sessions_table, messages_table, check_schema(schema, self._engine)
+            )
+        except BaseException:
+            if self._owns_engine:
+                # Nothing has connected yet; dropping the pool is enough.
+                self._engine.sync_engine.pool.dispose()
+            raise
         self._retry = retry
         self._ops = shared_operations(self._engine, self._tables, retry)
         self._create_tables = create_tables
@@ -136,8 +156,7 @@ class SessionStore(AsyncClosing):
         """The per-session bound applied on every write, or ``None``."""
         self.max_item_bytes = max_item_bytes
         """The largest item, in bytes of stored JSON, its sessions accept, or ``None``."""
-        self.session_settings = session_settings
-        """The default ``session_settings`` of the sessions this store hands out."""
+        self._settings = settings
         self._backend = self._engine.dialect.name
 
     # -- properties -----------------------------------------------------------------------
@@ -156,6 +175,20 @@ class SessionStore(AsyncClosing):
     def operations(self) -> Operations:
         """The SQL of the four session operations, shared by every session handed out."""
         return self._ops
+
+    @property
+    def session_settings(self) -> Any:
+        """The default settings of the sessions this store hands out (each gets a copy).
+
+        The Agents SDK's ``SessionSettings`` when the SDK is installed, as on a session.
+        Assigning validates and copies the value.
+        """
+        self._settings = present_settings(self._settings)
+        return self._settings
+
+    @session_settings.setter
+    def session_settings(self, value: Any) -> None:
+        self._settings = coerce_settings(value)
 
     @property
     def retry(self) -> RetryPolicy:
@@ -195,9 +228,7 @@ class SessionStore(AsyncClosing):
             store=self,
             user_id=user_id,
             metadata=metadata,
-            session_settings=session_settings
-            if session_settings is not None
-            else self.session_settings,
+            session_settings=session_settings if session_settings is not None else self._settings,
         )
 
     async def create_tables(self) -> None:
@@ -616,6 +647,7 @@ class StoreSession(SQLAlchemySession):
             session_settings=session_settings,
             retry=store.retry,
             max_item_bytes=store.max_item_bytes,
+            schema=store.tables.sessions.schema,
         )
         self._store = store
         self._pending: dict[str, Any] = {}

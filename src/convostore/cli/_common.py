@@ -44,7 +44,14 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def store_options(command: F) -> F:
-    """Add ``--url``, ``--sessions-table`` and ``--messages-table`` to a command."""
+    """Add ``--url``, ``--sessions-table``, ``--messages-table`` and ``--schema`` to a command."""
+    command = click.option(
+        "--schema",
+        envvar="CONVOSTORE_SCHEMA",
+        default=None,
+        help="PostgreSQL schema (MySQL: database) holding the tables, as given to "
+        "`convostore migrate --schema` (also CONVOSTORE_SCHEMA).",
+    )(command)
     command = click.option(
         "--messages-table",
         envvar="CONVOSTORE_MESSAGES_TABLE",
@@ -68,10 +75,14 @@ def store_options(command: F) -> F:
     return command
 
 
-def open_store(url: str, sessions_table: str, messages_table: str) -> SessionStore:
+def open_store(
+    url: str, sessions_table: str, messages_table: str, schema: str | None = None
+) -> SessionStore:
     """Open a store on ``url`` (it owns its engine), turning bad options into usage errors."""
     try:
-        return SessionStore(url, sessions_table=sessions_table, messages_table=messages_table)
+        return SessionStore(
+            url, sessions_table=sessions_table, messages_table=messages_table, schema=schema
+        )
     except ConvostoreError as exc:
         raise click.UsageError(str(exc)) from exc
 

@@ -22,6 +22,7 @@ def delete(
     url: str,
     sessions_table: str,
     messages_table: str,
+    schema: str | None,
     session_ids: tuple[str, ...],
     user_id: str | None,
     yes: bool,
@@ -32,7 +33,7 @@ def delete(
         raise click.UsageError("give session ids or --user (one of the two)")
     if user_id and not yes:
         click.confirm(f"Delete every session of user {user_id!r}?", abort=True, err=True)
-    store = open_store(url, sessions_table, messages_table)
+    store = open_store(url, sessions_table, messages_table, schema)
 
     async def work(store: SessionStore) -> PruneReport:
         if user_id is not None:

@@ -17,12 +17,14 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "unknown": "dim",
 @click.command()
 @store_options
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
-def doctor(url: str, sessions_table: str, messages_table: str, as_json: bool) -> None:
+def doctor(
+    url: str, sessions_table: str, messages_table: str, schema: str | None, as_json: bool
+) -> None:
     """Check the database: reachable, async driver, schema, a write/read/delete, settings.
 
     Exits with status 1 if a check fails.
     """
-    store = open_store(url, sessions_table, messages_table)
+    store = open_store(url, sessions_table, messages_table, schema)
     checks: list[Check] = run(store, diagnose, check_reachable=False)
     failed = [check for check in checks if check.status == "fail"]
     if as_json:

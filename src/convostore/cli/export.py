@@ -35,6 +35,7 @@ def export(
     url: str,
     sessions_table: str,
     messages_table: str,
+    schema: str | None,
     output: IO[str],
     session_ids: tuple[str, ...],
     user_id: str | None,
@@ -43,7 +44,7 @@ def export(
     """Export sessions (all, some, or a user's) as JSON Lines, one session per line."""
     if session_ids and user_id:
         raise click.UsageError("give --session or --user, not both")
-    store = open_store(url, sessions_table, messages_table)
+    store = open_store(url, sessions_table, messages_table, schema)
     to_stdout = getattr(output, "name", "-") in ("-", "<stdout>")
 
     async def work(store: SessionStore) -> ExportReport:

@@ -29,13 +29,14 @@ def import_command(
     url: str,
     sessions_table: str,
     messages_table: str,
+    schema: str | None,
     source: IO[str],
     skip_existing: bool,
     create_tables: bool,
     as_json: bool,
 ) -> None:
     """Import sessions from a JSON Lines file (- for standard input), exactly as exported."""
-    store = open_store(url, sessions_table, messages_table)
+    store = open_store(url, sessions_table, messages_table, schema)
     try:
         total: int | None = os.fstat(source.fileno()).st_size or None
     except (OSError, ValueError, AttributeError):

@@ -35,6 +35,7 @@ def prune(
     url: str,
     sessions_table: str,
     messages_table: str,
+    schema: str | None,
     older_than: dt.timedelta,
     user_id: str | None,
     dry_run: bool,
@@ -42,7 +43,7 @@ def prune(
     as_json: bool,
 ) -> None:
     """Delete whole sessions not updated for --older-than, in short batches."""
-    store = open_store(url, sessions_table, messages_table)
+    store = open_store(url, sessions_table, messages_table, schema)
 
     async def work(store: SessionStore) -> PruneReport:
         with progress_bar(enabled=not as_json) as bar:

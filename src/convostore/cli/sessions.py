@@ -40,6 +40,7 @@ def list_command(
     url: str,
     sessions_table: str,
     messages_table: str,
+    schema: str | None,
     user_id: str | None,
     updated_within: dt.timedelta | None,
     limit: int,
@@ -47,7 +48,7 @@ def list_command(
     as_json: bool,
 ) -> None:
     """List sessions, most recently updated first, a page at a time."""
-    store = open_store(url, sessions_table, messages_table)
+    store = open_store(url, sessions_table, messages_table, schema)
     after = dt.datetime.now(dt.timezone.utc) - updated_within if updated_within else None
 
     async def work(store: SessionStore) -> SessionPage:
@@ -102,12 +103,13 @@ def show_command(
     url: str,
     sessions_table: str,
     messages_table: str,
+    schema: str | None,
     session_id: str,
     last: int | None,
     as_json: bool,
 ) -> None:
     """Show one session: its record and its items as a readable transcript."""
-    store = open_store(url, sessions_table, messages_table)
+    store = open_store(url, sessions_table, messages_table, schema)
     console = Console(highlight=False)
 
     async def pages(store: SessionStore) -> AsyncIterator[ItemPage]:
