@@ -130,11 +130,17 @@ async def test_operator_workflow(new_store: NewStore, tmp_path: Path) -> None:
     assert dry["session_ids"] == ["stale"]
     assert dry["dry_run"]
     assert await store.get_session_info("stale") is not None
-    pruned = ok(cli(store, "prune", "--older-than", "30d"))
-    assert "Deleted 1 sessions (1 items)" in pruned
+    unconfirmed = cli(store, "prune", "--older-than", "30d")  # no terminal to say yes
+    assert unconfirmed.returncode == 1
+    assert "needs --yes" in unconfirmed.stderr
+    assert await store.get_session_info("stale") is not None
+    pruned = ok(cli(store, "prune", "--older-than", "30d", "--yes"))
+    assert "Deleted 1 session (1 item) not updated for 30 days (since " in pruned
     assert await store.get_session_info("stale") is None
 
-    ok(cli(store, "delete", "chat-2"))
+    assert cli(store, "delete", "chat-2").returncode == 1
+    assert await store.get_session_info("chat-2") is not None
+    assert "Deleted 1 session (1 item)." in ok(cli(store, "delete", "chat-2", "--yes"))
     assert await store.get_session_info("chat-2") is None
 
     doctor = json.loads(ok(cli(store, "doctor", "--json")))
@@ -157,13 +163,20 @@ async def test_errors_are_clear(new_store: NewStore) -> None:
     assert unknown.returncode == 1
     assert "no session with id 'no-such-session'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
-    missing = cli(store, "delete", "no-such-session")
+    missing = cli(store, "delete", "no-such-session", "--yes")
     assert missing.returncode == 1
     assert "no-such-session" in missing.stderr
-    for duration in ("30x", "d30", "0d", "soon"):
-        bad = cli(store, "prune", "--older-than", duration)
+    for duration, words in (
+        ("30x", "unknown unit 'x'"),
+        ("d30", "is not a duration"),
+        ("0d", "is zero"),
+        ("soon", "is not a duration"),
+        ("6m", "ambiguous: write 6min for minutes or 6mo for months"),
+        ("1M", "ambiguous"),
+    ):
+        bad = cli(store, "prune", "--older-than", duration, "--yes")
         assert bad.returncode == 2, bad.stderr
-        assert "is not a duration" in bad.stderr or "is zero" in bad.stderr
+        assert words in bad.stderr
     cursor = cli(store, "sessions", "list", "--cursor", "garbage")
     assert cursor.returncode == 1
     assert "cursor" in cursor.stderr

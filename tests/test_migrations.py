@@ -437,7 +437,7 @@ async def test_cli_upgrade_current_history_downgrade(
     assert result.exit_code == 0, result.output
     assert await current(engine, **kwargs(names)) == (head(),)
 
-    result = await run_cli("migrate", "--url", url, *opts, "downgrade", "base")
+    result = await run_cli("migrate", "--url", url, *opts, "downgrade", "base", "--yes")
     assert result.exit_code == 0, result.output
     assert not {names.sessions_table, names.version_table} & await table_names(engine)
 
@@ -473,6 +473,7 @@ async def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
     result = await run_cli("migrate", "current", env={"CONVOSTORE_URL": ""})
     assert result.exit_code != 0
     assert "no database URL" in result.output
+    (tmp_path / "x.db").touch()  # an empty file is an empty SQLite database
     result = await run_cli(
         "migrate", "--url", f"sqlite:///{tmp_path / 'x.db'}", "-x", "bogus=1", "current"
     )

@@ -6,7 +6,9 @@ import asyncio
 import datetime as dt
 import json
 import re
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -19,17 +21,22 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from ..errors import ConvostoreError, SessionNotFoundError
 from ..store import SessionStore
 
 __all__ = [
+    "confirm_destructive",
+    "describe_duration",
     "err_console",
     "open_store",
     "parse_duration",
+    "plural",
     "print_json",
     "progress_bar",
+    "require_existing_sqlite_file",
     "run",
     "store_options",
 ]
@@ -38,9 +45,6 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 err_console = Console(stderr=True, highlight=False)
-
-_DURATION_PART = re.compile(r"(\d+)\s*([smhdw])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def store_options(command: F) -> F:
@@ -76,15 +80,47 @@ def store_options(command: F) -> F:
 
 
 def open_store(
-    url: str, sessions_table: str, messages_table: str, schema: str | None = None
+    url: str,
+    sessions_table: str,
+    messages_table: str,
+    schema: str | None = None,
+    *,
+    read_only: bool = False,
 ) -> SessionStore:
-    """Open a store on ``url`` (it owns its engine), turning bad options into usage errors."""
+    """Open a store on ``url`` (it owns its engine), turning bad options into usage errors.
+
+    With ``read_only``, a SQLite URL must name a file that exists: a command that only
+    reads must not leave an empty database behind a mistyped path.
+    """
+    if read_only:
+        require_existing_sqlite_file(url)
     try:
         return SessionStore(
             url, sessions_table=sessions_table, messages_table=messages_table, schema=schema
         )
     except ConvostoreError as exc:
         raise click.UsageError(str(exc)) from exc
+
+
+def require_existing_sqlite_file(url: str) -> None:
+    """Refuse a SQLite URL whose file does not exist (read-only commands never create one).
+
+    Raises:
+        click.UsageError: The URL names a SQLite file that is not there.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # the store reports an unusable URL in its own words
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
+        return
+    if database.startswith("file:") or Path(database).exists():
+        return
+    raise click.UsageError(
+        f"no SQLite database at {Path(database).resolve()}; check --url (this command only "
+        f"reads, so it does not create the file)"
+    )
 
 
 def run(
@@ -132,23 +168,85 @@ def run(
         ) from exc
 
 
+# Every unit a duration may be written in, with its length. Bare "m" and "M" are refused:
+# one reader takes them for minutes, another for months (see parse_duration).
+_UNITS: dict[str, int] = {}
+for _names, _seconds in (
+    (("s", "sec", "secs", "second", "seconds"), 1),
+    (("min", "mins", "minute", "minutes"), 60),
+    (("h", "hr", "hrs", "hour", "hours"), 3600),
+    (("d", "day", "days"), 86400),
+    (("w", "wk", "wks", "week", "weeks"), 7 * 86400),
+    (("mo", "mon", "month", "months"), 30 * 86400),
+    (("y", "yr", "yrs", "year", "years"), 365 * 86400),
+):
+    for _name in _names:
+        _UNITS[_name] = _seconds
+_DURATION_PART = re.compile(r"(\d+)\s*([a-zA-Z]+)")
+_DURATION_HELP = (
+    "use numbers with units, such as 30d, 12h, 90min, 6mo, 1y or 1w2d (s, min, h, d, w, "
+    "mo = 30 days, y = 365 days; units may be spelled out: 30 days, 6 months)"
+)
+
+
 def parse_duration(text: str) -> dt.timedelta:
-    """Return the duration written as ``30d``, ``12h``, ``1w2d``, ``90m`` or ``45s``.
+    """Return the duration written as ``30d``, ``12h``, ``90min``, ``6mo``, ``1y`` or ``1w2d``.
+
+    Units may be spelled out (``30 days``, ``6 months``); a month is 30 days and a year 365.
 
     Raises:
-        click.BadParameter: The text is not such a duration, or is zero.
+        click.BadParameter: The text is not such a duration, uses the ambiguous unit ``m``
+            or ``M``, or is zero.
     """
-    compact = text.strip().lower()
+    compact = text.strip()
     parts = _DURATION_PART.findall(compact)
-    if not parts or _DURATION_PART.sub("", compact).strip():
-        raise click.BadParameter(
-            f"{text!r} is not a duration: use a number and a unit, such as 30d, 12h, 90m, "
-            f"45s or 1w2d (s=seconds, m=minutes, h=hours, d=days, w=weeks)"
-        )
-    seconds = sum(int(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    if not parts or _DURATION_PART.sub("", compact).strip(" ,"):
+        raise click.BadParameter(f"{text!r} is not a duration: {_DURATION_HELP}")
+    seconds = 0
+    for number, unit in parts:
+        if unit in ("m", "M"):
+            raise click.BadParameter(
+                f"{text!r} is ambiguous: write {number}min for minutes or {number}mo for months"
+            )
+        length = _UNITS.get(unit.lower())
+        if length is None:
+            raise click.BadParameter(f"{text!r} has an unknown unit {unit!r}: {_DURATION_HELP}")
+        seconds += int(number) * length
     if seconds <= 0:
         raise click.BadParameter(f"{text!r} is zero; give a positive duration")
     return dt.timedelta(seconds=seconds)
+
+
+def describe_duration(duration: dt.timedelta) -> str:
+    """Return ``duration`` as people write it: ``30 days``, ``1 day 12 hours``, ``90 minutes``."""
+    seconds = int(duration.total_seconds())
+    parts = []
+    for name, length in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        count, seconds = divmod(seconds, length)
+        if count:
+            parts.append(plural(count, name))
+    return " ".join(parts) or "0 seconds"
+
+
+def plural(count: int, noun: str) -> str:
+    """Return ``1 session``, ``2 sessions``, ``1,000 items``."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
+def confirm_destructive(question: str, *, yes: bool) -> None:
+    """Ask ``question`` on a terminal before deleting; without one, require ``--yes``.
+
+    Raises:
+        click.ClickException: Standard input is not a terminal and ``--yes`` was not given.
+        click.Abort: The user answered no.
+    """
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise click.ClickException(
+            f"not confirmed: {question.rstrip('?')} needs --yes when there is no terminal to ask on"
+        )
+    click.confirm(question, abort=True, err=True)
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]
@@ -172,7 +270,11 @@ def print_json(value: Any) -> None:
 
 
 def progress_bar(*, enabled: bool = True) -> Progress:
-    """A progress display on standard error (standard output stays clean for data)."""
+    """A progress display on standard error (standard output stays clean for data).
+
+    Shown only when standard error is a terminal: piped or logged output gets the summary
+    line alone.
+    """
     return Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
@@ -181,5 +283,5 @@ def progress_bar(*, enabled: bool = True) -> Progress:
         TimeElapsedColumn(),
         console=err_console,
         transient=False,
-        disable=not enabled,
+        disable=not enabled or not err_console.is_terminal,
     )

@@ -7,7 +7,15 @@ import click
 from ..errors import SessionNotFoundError
 from ..records import PruneReport
 from ..store import SessionStore
-from ._common import open_store, print_json, progress_bar, run, store_options
+from ._common import (
+    confirm_destructive,
+    open_store,
+    plural,
+    print_json,
+    progress_bar,
+    run,
+    store_options,
+)
 
 __all__ = ["delete"]
 
@@ -16,7 +24,9 @@ __all__ = ["delete"]
 @store_options
 @click.argument("session_ids", nargs=-1)
 @click.option("--user", "user_id", help="Delete every session of this user (right to erasure).")
-@click.option("--yes", is_flag=True, help="Do not ask before deleting a user's sessions.")
+@click.option(
+    "--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def delete(
     url: str,
@@ -31,8 +41,11 @@ def delete(
     """Delete the sessions named, or with --user every session of a user."""
     if bool(session_ids) == bool(user_id):
         raise click.UsageError("give session ids or --user (one of the two)")
-    if user_id and not yes:
-        click.confirm(f"Delete every session of user {user_id!r}?", abort=True, err=True)
+    if user_id:
+        confirm_destructive(f"Delete every session of user {user_id!r}?", yes=yes)
+    else:
+        named = ", ".join(map(repr, session_ids))
+        confirm_destructive(f"Delete {plural(len(session_ids), 'session')} ({named})?", yes=yes)
     store = open_store(url, sessions_table, messages_table, schema)
 
     async def work(store: SessionStore) -> PruneReport:
@@ -63,4 +76,4 @@ def delete(
     if as_json:
         print_json(report.to_dict())
         return
-    click.echo(f"Deleted {report.sessions:,} sessions ({report.items:,} items).")
+    click.echo(f"Deleted {plural(report.sessions, 'session')} ({plural(report.items, 'item')}).")

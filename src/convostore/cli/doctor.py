@@ -24,7 +24,7 @@ def doctor(
 
     Exits with status 1 if a check fails.
     """
-    store = open_store(url, sessions_table, messages_table, schema)
+    store = open_store(url, sessions_table, messages_table, schema, read_only=True)
     checks: list[Check] = run(store, diagnose, check_reachable=False)
     failed = [check for check in checks if check.status == "fail"]
     if as_json:

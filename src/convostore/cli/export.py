@@ -44,7 +44,7 @@ def export(
     """Export sessions (all, some, or a user's) as JSON Lines, one session per line."""
     if session_ids and user_id:
         raise click.UsageError("give --session or --user, not both")
-    store = open_store(url, sessions_table, messages_table, schema)
+    store = open_store(url, sessions_table, messages_table, schema, read_only=True)
     to_stdout = getattr(output, "name", "-") in ("-", "<stdout>")
 
     async def work(store: SessionStore) -> ExportReport:

@@ -11,9 +11,10 @@ who installed convostore and have no ``alembic.ini``::
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -32,17 +33,29 @@ def _x_pairs(values: tuple[str, ...]) -> dict[str, str]:
     return pairs
 
 
-@click.group("migrate")
-@click.option(
-    "--url",
-    envvar="CONVOSTORE_URL",
-    help="Database URL (default: $CONVOSTORE_URL). Plain postgres://, mysql://, sqlite:/// "
-    "URLs get convostore's drivers.",
+F = TypeVar("F", bound=Callable[..., Any])
+
+_URL_HELP = (
+    "Database URL (default: $CONVOSTORE_URL). Plain postgres://, mysql://, sqlite:/// URLs get "
+    "convostore's drivers."
 )
-@click.option("--sessions-table", help="Name of the sessions table (default agent_sessions).")
-@click.option("--messages-table", help="Name of the messages table (default agent_messages).")
-@click.option("--schema", help="PostgreSQL schema holding the tables and the version table.")
-@click.option("--version-table", help="Alembic version table (default derived from the names).")
+# The options that choose the database and the tables: on the group (`migrate --url X
+# upgrade`) and on every subcommand (`migrate upgrade --url X`).
+_TARGET_OPTIONS = (
+    ("--url", _URL_HELP),
+    ("--sessions-table", "Name of the sessions table (default agent_sessions)."),
+    ("--messages-table", "Name of the messages table (default agent_messages)."),
+    ("--schema", "PostgreSQL schema (MySQL: database) holding the tables and version table."),
+    ("--version-table", "Alembic version table (default derived from the names)."),
+)
+
+
+@click.group("migrate")
+@click.option("--url", envvar="CONVOSTORE_URL", help=_URL_HELP)
+@click.option("--sessions-table", help=_TARGET_OPTIONS[1][1])
+@click.option("--messages-table", help=_TARGET_OPTIONS[2][1])
+@click.option("--schema", help=_TARGET_OPTIONS[3][1])
+@click.option("--version-table", help=_TARGET_OPTIONS[4][1])
 @click.option(
     "-x",
     "x_arguments",
@@ -89,13 +102,33 @@ def migrate(
         logger.setLevel(logging.INFO)
 
 
-def _run(ctx: click.Context, work: Callable[[Any], object]) -> None:
+def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    # The same option given after the subcommand: it wins over the group's.
+    if value and param.name:
+        ctx.ensure_object(dict)[param.name] = value
+
+
+def _target_options(command: F) -> F:
+    """Accept the options that pick the database and tables after the subcommand too."""
+    for flag, help_text in reversed(_TARGET_OPTIONS):
+        command = click.option(
+            flag, expose_value=False, callback=_remember, help=help_text, is_eager=False
+        )(command)
+    return command
+
+
+def _run(ctx: click.Context, work: Callable[[Any], object], *, read_only: bool = False) -> None:
     from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
     from ..migrate import make_config
+    from ._common import require_existing_sqlite_file
+
 
     config = make_config(x_arguments=ctx.obj, stdout=sys.stdout)
+    url = ctx.obj.get("url") or os.environ.get("CONVOSTORE_URL")
+    if read_only and url:
+        require_existing_sqlite_file(url)
     try:
         work(config)
     except (ConvostoreError, CommandError) as exc:
@@ -114,6 +147,7 @@ _SQL = click.option(
 @migrate.command()
 @click.argument("revision", default="head")
 @_SQL
+@_target_options
 @click.pass_context
 def upgrade(ctx: click.Context, revision: str, sql: bool) -> None:
     """Upgrade to REVISION (default: head); adopts an Agents SDK database."""
@@ -125,26 +159,38 @@ def upgrade(ctx: click.Context, revision: str, sql: bool) -> None:
 @migrate.command()
 @click.argument("revision")
 @_SQL
+@click.option("--yes", is_flag=True, help="Do not ask first (required without a terminal).")
+@_target_options
 @click.pass_context
-def downgrade(ctx: click.Context, revision: str, sql: bool) -> None:
+def downgrade(ctx: click.Context, revision: str, sql: bool, yes: bool) -> None:
     """Downgrade to REVISION ("base" drops the tables and their data; with --sql: head:base)."""
     from alembic import command
+
+    from ._common import confirm_destructive
+
+    if not sql:
+        confirm_destructive(
+            f"Downgrade to {revision} (data in the columns and tables it removes is lost)?",
+            yes=yes,
+        )
 
     _run(ctx, lambda cfg: command.downgrade(cfg, revision, sql=sql))
 
 
 @migrate.command()
 @click.option("-v", "--verbose", is_flag=True, help="Show the revision's details.")
+@_target_options
 @click.pass_context
 def current(ctx: click.Context, verbose: bool) -> None:
     """Show the revision the database is at."""
     from alembic import command
 
-    _run(ctx, lambda cfg: command.current(cfg, verbose=verbose))
+    _run(ctx, lambda cfg: command.current(cfg, verbose=verbose), read_only=True)
 
 
 @migrate.command()
 @click.option("-v", "--verbose", is_flag=True, help="Show each revision's details.")
+@_target_options
 @click.pass_context
 def history(ctx: click.Context, verbose: bool) -> None:
     """List convostore's revisions, newest first."""
@@ -156,6 +202,7 @@ def history(ctx: click.Context, verbose: bool) -> None:
 @migrate.command()
 @click.argument("revision")
 @_SQL
+@_target_options
 @click.pass_context
 def stamp(ctx: click.Context, revision: str, sql: bool) -> None:
     """Record REVISION in the version table without running migrations."""
@@ -165,9 +212,10 @@ def stamp(ctx: click.Context, revision: str, sql: bool) -> None:
 
 
 @migrate.command()
+@_target_options
 @click.pass_context
 def check(ctx: click.Context) -> None:
     """Fail if the database's tables differ from this convostore's schema."""
     from alembic import command
 
-    _run(ctx, lambda cfg: command.check(cfg))
+    _run(ctx, lambda cfg: command.check(cfg), read_only=True)

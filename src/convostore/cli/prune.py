@@ -6,9 +6,20 @@ import datetime as dt
 
 import click
 
+from ..operations import utcnow
 from ..records import PruneReport
 from ..store import SessionStore
-from ._common import Duration, open_store, print_json, progress_bar, run, store_options
+from ._common import (
+    Duration,
+    confirm_destructive,
+    describe_duration,
+    open_store,
+    plural,
+    print_json,
+    progress_bar,
+    run,
+    store_options,
+)
 
 __all__ = ["prune"]
 
@@ -19,7 +30,7 @@ __all__ = ["prune"]
     "--older-than",
     type=Duration(),
     required=True,
-    help="Delete sessions not updated for this long: 30d, 12h, 90m, 1w2d.",
+    help="Delete sessions not updated for this long: 30d, 12h, 90min, 6mo, 1y, 1w2d.",
 )
 @click.option("--user", "user_id", help="Only this user's sessions.")
 @click.option("--dry-run", is_flag=True, help="Delete nothing; report what would be deleted.")
@@ -29,6 +40,9 @@ __all__ = ["prune"]
     default=500,
     show_default=True,
     help="Sessions per transaction.",
+)
+@click.option(
+    "--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def prune(
@@ -40,9 +54,15 @@ def prune(
     user_id: str | None,
     dry_run: bool,
     batch_size: int,
+    yes: bool,
     as_json: bool,
 ) -> None:
     """Delete whole sessions not updated for --older-than, in short batches."""
+    since = (utcnow() - older_than).strftime("%Y-%m-%d %H:%M UTC")
+    which = f"session{f' of user {user_id!r}' if user_id else ''}"
+    span = f"not updated for {describe_duration(older_than)} (since {since})"
+    if not dry_run:
+        confirm_destructive(f"Delete every {which} {span}?", yes=yes)
     store = open_store(url, sessions_table, messages_table, schema)
 
     async def work(store: SessionStore) -> PruneReport:
@@ -62,6 +82,5 @@ def prune(
         return
     verb = "Would delete" if dry_run else "Deleted"
     click.echo(
-        f"{verb} {report.sessions:,} sessions ({report.items:,} items) not updated for "
-        f"{older_than}."
+        f"{verb} {plural(report.sessions, 'session')} ({plural(report.items, 'item')}) {span}."
     )

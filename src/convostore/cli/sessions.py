@@ -48,7 +48,7 @@ def list_command(
     as_json: bool,
 ) -> None:
     """List sessions, most recently updated first, a page at a time."""
-    store = open_store(url, sessions_table, messages_table, schema)
+    store = open_store(url, sessions_table, messages_table, schema, read_only=True)
     after = dt.datetime.now(dt.timezone.utc) - updated_within if updated_within else None
 
     async def work(store: SessionStore) -> SessionPage:
@@ -109,7 +109,7 @@ def show_command(
     as_json: bool,
 ) -> None:
     """Show one session: its record and its items as a readable transcript."""
-    store = open_store(url, sessions_table, messages_table, schema)
+    store = open_store(url, sessions_table, messages_table, schema, read_only=True)
     console = Console(highlight=False)
 
     async def pages(store: SessionStore) -> AsyncIterator[ItemPage]:

@@ -1,0 +1,174 @@
+"""The CLI as a new user meets it: units that mean one thing, confirmation before deleting,
+read-only commands that never create a database, options where the user puts them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pty
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import click
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from convostore import SessionStore, SQLAlchemySession
+from convostore.cli._common import describe_duration, parse_duration
+
+SCRIPT = Path(sys.executable).with_name("convostore")
+
+
+def run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30d", dt.timedelta(days=30)),
+        ("30 days", dt.timedelta(days=30)),
+        ("1w2d", dt.timedelta(days=9)),
+        ("1 week, 2 days", dt.timedelta(days=9)),
+        ("6mo", dt.timedelta(days=180)),
+        ("6 months", dt.timedelta(days=180)),
+        ("1y", dt.timedelta(days=365)),
+        ("2 years", dt.timedelta(days=730)),
+        ("90min", dt.timedelta(minutes=90)),
+        ("12h", dt.timedelta(hours=12)),
+        ("45s", dt.timedelta(seconds=45)),
+        ("1D", dt.timedelta(days=1)),
+    ],
+)
+def test_durations_people_write(text: str, expected: dt.timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["6m", "1M", "3 m", "10x", "month", "", "0d", "-3d"])
+def test_ambiguous_or_wrong_durations_are_refused(text: str) -> None:
+    with pytest.raises(click.BadParameter):
+        parse_duration(text)
+
+
+def test_durations_are_printed_in_words() -> None:
+    assert describe_duration(dt.timedelta(days=30)) == "30 days"
+    assert describe_duration(dt.timedelta(days=1, hours=12)) == "1 day 12 hours"
+    assert describe_duration(dt.timedelta(minutes=90)) == "1 hour 30 minutes"
+
+
+async def _sqlite_store_with(path: Path, *session_ids: str) -> None:
+    async with SessionStore(f"sqlite:///{path}", create_tables=True) as store:
+        for sid in session_ids:
+            await store.session(sid).add_items([{"role": "user", "content": sid}])
+
+
+def _on_a_terminal(argv: list[str], answer: str) -> tuple[int, str]:
+    """Run the CLI with a terminal as standard input, typing ``answer``."""
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [str(SCRIPT), *argv],
+            stdin=follower,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        os.write(leader, answer.encode())
+        out, err = proc.communicate(timeout=120)
+        return proc.returncode, out + err
+    finally:
+        os.close(leader)
+        os.close(follower)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["prune", "--older-than", "1s"], ["delete", "keep"], ["delete", "--user", "nobody"]],
+)
+async def test_destructive_commands_ask_on_a_terminal(tmp_path: Path, command: list[str]) -> None:
+    db = tmp_path / "ask.db"
+    await _sqlite_store_with(db, "keep")
+    await _sqlite_store_with(db)
+    url = ["--url", f"sqlite:///{db}"]
+    code, output = _on_a_terminal([*command, *url], "n\n")
+    assert code == 1, output
+    assert "Aborted" in output
+    async with SessionStore(f"sqlite:///{db}") as store:
+        assert await store.get_session_info("keep") is not None
+    # Without a terminal, only --yes goes ahead.
+    refused = run(*command, *url)
+    assert refused.returncode == 1
+    assert "needs --yes" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+async def test_a_yes_on_the_terminal_deletes(tmp_path: Path) -> None:
+    db = tmp_path / "yes.db"
+    await _sqlite_store_with(db, "gone")
+    code, output = _on_a_terminal(["delete", "gone", "--url", f"sqlite:///{db}"], "y\n")
+    assert code == 0, output
+    assert "Deleted 1 session (1 item)." in output
+    async with SessionStore(f"sqlite:///{db}") as store:
+        assert await store.get_session_info("gone") is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sessions", "list"],
+        ["sessions", "show", "x"],
+        ["export"],
+        ["doctor"],
+        ["migrate", "current"],
+        ["migrate", "check"],
+    ],
+)
+def test_read_only_commands_never_create_a_sqlite_file(tmp_path: Path, argv: list[str]) -> None:
+    typo = tmp_path / "typo.db"
+    result = run(*argv, "--url", f"sqlite:///{typo}")
+    assert result.returncode == 2, result.stderr
+    assert f"no SQLite database at {typo}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not typo.exists()
+
+
+def test_migrate_takes_the_url_after_the_subcommand(tmp_path: Path) -> None:
+    db = tmp_path / "after.db"
+    up = run("migrate", "-q", "upgrade", "head", "--url", f"sqlite:///{db}")
+    assert up.returncode == 0, up.stderr
+    current = run("migrate", "current", "--url", f"sqlite:///{db}")
+    assert current.returncode == 0, current.stderr
+    assert "(head)" in current.stdout
+    # Given in both places, the one after the subcommand wins.
+    both = run("migrate", "--url", "sqlite:///nowhere.db", "check", "--url", f"sqlite:///{db}")
+    assert both.returncode == 0, both.stderr
+
+
+@pytest.mark.backends("postgresql", "mysql")
+async def test_migrate_table_options_after_the_subcommand(engine: AsyncEngine) -> None:
+    tag = uuid.uuid4().hex[:8]
+    names = ["--sessions-table", f"cs_{tag}_s", "--messages-table", f"cs_{tag}_m"]
+    url = engine.url.render_as_string(hide_password=False)
+    try:
+        up = run("migrate", "-q", "upgrade", "head", "--url", url, *names)
+        assert up.returncode == 0, up.stderr
+        session = SQLAlchemySession(
+            "after", engine=engine, sessions_table=f"cs_{tag}_s", messages_table=f"cs_{tag}_m"
+        )
+        await session.add_items([{"role": "user", "content": "hi"}])
+        assert run("migrate", "check", "--url", url, *names).returncode == 0
+    finally:
+        refused = run("migrate", "-q", "downgrade", "base", "--url", url, *names)
+        assert refused.returncode == 1
+        assert "needs --yes" in refused.stderr
+        down = run("migrate", "-q", "downgrade", "base", "--yes", "--url", url, *names)
+        assert down.returncode == 0, down.stderr
