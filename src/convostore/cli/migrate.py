@@ -124,7 +124,6 @@ def _run(ctx: click.Context, work: Callable[[Any], object], *, read_only: bool =
     from ..migrate import make_config
     from ._common import require_existing_sqlite_file
 
-
     config = make_config(x_arguments=ctx.obj, stdout=sys.stdout)
     url = ctx.obj.get("url") or os.environ.get("CONVOSTORE_URL")
     if read_only and url:
