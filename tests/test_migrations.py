@@ -748,6 +748,12 @@ def test_wheel_ships_the_migrations(installed_wheel: Path) -> None:
     assert "convostore/migrations/versions/0001_initial.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert not [n for n in names if n.startswith("migrations/")]
+    # The licence the metadata names, in the wheel itself.
+    (license_file,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+    text = zipfile.ZipFile(installed_wheel).read(license_file).decode()
+    assert text.startswith("MIT License")
+    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    assert "License-Expression: MIT" in zipfile.ZipFile(installed_wheel).read(metadata).decode()
 
 
 @pytest.mark.slow
