@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import pty
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -172,3 +174,58 @@ async def test_migrate_table_options_after_the_subcommand(engine: AsyncEngine) -
         assert "needs --yes" in refused.stderr
         down = run("migrate", "-q", "downgrade", "base", "--yes", "--url", url, *names)
         assert down.returncode == 0, down.stderr
+
+
+def test_import_needs_a_source(tmp_path: Path) -> None:
+    result = run("import", "--url", f"sqlite:///{tmp_path / 'i.db'}")
+    assert result.returncode == 2
+    assert "Missing argument 'SOURCE'" in result.stderr
+
+
+def _import_then_ctrl_c(target: Path, text: str) -> tuple[int, str]:
+    """Type ``text`` into ``convostore import -`` on a terminal, wait, then press Ctrl-C."""
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [str(SCRIPT), "import", "-", "--create-tables", "--url", f"sqlite:///{target}"],
+            stdin=follower,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        os.write(leader, text.encode())
+        time.sleep(3)  # it waits for more input, as a program reading a terminal does
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        return proc.returncode, out + err
+    finally:
+        os.close(leader)
+        os.close(follower)
+
+
+async def test_import_from_a_terminal_says_so_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    db = tmp_path / "source.db"
+    await _sqlite_store_with(db, "one")
+    exported = run("export", "--url", f"sqlite:///{db}")
+    assert exported.returncode == 0, exported.stderr
+    code, output = _import_then_ctrl_c(tmp_path / "target.db", exported.stdout)
+    assert code == 130, output
+    assert "Reading sessions from standard input" in output
+    assert "Interrupted" in output
+    assert "Traceback" not in output
+
+
+async def test_import_without_tables_says_how_in_cli_terms(tmp_path: Path) -> None:
+    db = tmp_path / "source.db"
+    await _sqlite_store_with(db, "one")
+    dump = tmp_path / "dump.jsonl"
+    assert run("export", "--url", f"sqlite:///{db}", "-o", str(dump)).returncode == 0
+    empty = tmp_path / "empty.db"
+    result = run("import", str(dump), "--url", f"sqlite:///{empty}")
+    assert result.returncode == 1
+    assert "add --create-tables" in result.stderr
+    assert "convostore migrate upgrade head" in result.stderr
+    assert "create_tables=True" not in result.stderr
+    created = run("import", str(dump), "--create-tables", "--url", f"sqlite:///{empty}")
+    assert created.returncode == 0, created.stderr

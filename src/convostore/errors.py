@@ -95,6 +95,11 @@ class SessionExistsError(ConvostoreError):
 class SchemaError(ConvostoreError):
     """The tables are missing or are not laid out the way convostore expects."""
 
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
+        """What the database said about the tables, when it said something (else ``None``)."""
+
 
 class DecryptionError(ConvostoreError):
     """A stored item cannot be decrypted: wrong or missing key, altered data, or not encrypted."""

@@ -217,7 +217,8 @@ def _schema_error(message: str) -> SchemaError:
     return SchemaError(
         f"the convostore tables are missing or out of date ({message}): run "
         f"`convostore migrate upgrade head` (it also adopts tables written by the Agents "
-        f"SDK's SQLAlchemySession); for a new development database, create_tables=True works"
+        f"SDK's SQLAlchemySession); for a new development database, create_tables=True works",
+        detail=message,
     )
 
 

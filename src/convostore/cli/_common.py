@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import re
+import signal
 import sys
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,13 +27,14 @@ from rich.progress import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from ..errors import ConvostoreError, SessionNotFoundError
+from ..errors import ConvostoreError, SchemaError, SessionNotFoundError
 from ..store import SessionStore
 
 __all__ = [
     "confirm_destructive",
     "describe_duration",
     "err_console",
+    "interruptible",
     "open_store",
     "parse_duration",
     "plural",
@@ -128,12 +132,14 @@ def run(
     work: Callable[[SessionStore], Awaitable[T]],
     *,
     check_reachable: bool = True,
+    missing_tables_hint: str = "run `convostore migrate upgrade head`",
 ) -> T:
     """Run ``work(store)`` to the end, closing the store; errors become clear messages.
 
     Any error exits with status 1 and one line on standard error, never a traceback and
     never the URL's password. With ``check_reachable``, the database is first connected to
-    once, so an unreachable server is reported at once.
+    once, so an unreachable server is reported at once. Missing tables are reported with
+    ``missing_tables_hint``, in the command's own terms.
     """
     url = store.engine.url.render_as_string(hide_password=True)
 
@@ -158,6 +164,13 @@ def run(
         return asyncio.run(main())
     except SessionNotFoundError as exc:
         raise click.ClickException(str(exc)) from exc
+    except SchemaError as exc:
+        if exc.detail is None:
+            raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(
+            f"the convostore tables are missing or out of date in {url} ({exc.detail}): "
+            f"{missing_tables_hint}"
+        ) from exc
     except ConvostoreError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
     except (OSError, SQLAlchemyError) as exc:
@@ -262,6 +275,29 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
             return parse_duration(str(value))
         except click.BadParameter as exc:
             self.fail(exc.message, param, ctx)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Let Ctrl-C interrupt a blocking read inside the event loop (a terminal, a pipe).
+
+    While a coroutine runs, asyncio turns Ctrl-C into a cancellation that a blocking call
+    never sees, so a read of standard input ignored it. Inside this block Ctrl-C raises
+    ``KeyboardInterrupt`` at once, as in a plain program; outside, asyncio's handling stays.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _raise_interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def print_json(value: Any) -> None:

@@ -10,14 +10,22 @@ import click
 
 from ..records import ImportReport
 from ..store import SessionStore
-from ._common import open_store, print_json, progress_bar, run, store_options
+from ._common import (
+    err_console,
+    interruptible,
+    open_store,
+    print_json,
+    progress_bar,
+    run,
+    store_options,
+)
 
 __all__ = ["import_command"]
 
 
 @click.command("import")
 @store_options
-@click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
+@click.argument("source", type=click.File("r", encoding="utf-8"))
 @click.option(
     "--skip-existing",
     is_flag=True,
@@ -35,7 +43,11 @@ def import_command(
     create_tables: bool,
     as_json: bool,
 ) -> None:
-    """Import sessions from a JSON Lines file (- for standard input), exactly as exported."""
+    """Import sessions from SOURCE, a JSON Lines file (- for standard input), as exported."""
+    if source.isatty():
+        err_console.print(
+            "Reading sessions from standard input (end with Ctrl-D; or give a file name)."
+        )
     store = open_store(url, sessions_table, messages_table, schema)
     try:
         total: int | None = os.fstat(source.fileno()).st_size or None
@@ -49,14 +61,32 @@ def import_command(
             task = bar.add_task("importing (bytes)", total=total)
 
             def lines() -> Iterator[str]:
-                for line in source:
+                while True:
+                    with interruptible():
+                        line = source.readline()
+                    if not line:
+                        return
                     # Characters, not bytes, but close enough for a progress bar.
                     bar.advance(task, len(line))
                     yield line
 
             return await store.import_(lines(), on_existing="skip" if skip_existing else "error")
 
-    report = run(store, work)
+    try:
+        report = run(
+            store,
+            work,
+            missing_tables_hint="add --create-tables to create them, or run "
+            "`convostore migrate upgrade head` first",
+        )
+    except KeyboardInterrupt:
+        # Sessions are written in whole transactions, a group at a time, after their lines
+        # are read: a group not yet written is dropped, none is stored in part.
+        err_console.print(
+            "Interrupted: sessions already written stay stored, none in part; import the "
+            "same input again with --skip-existing to finish."
+        )
+        raise click.exceptions.Exit(130) from None
     if as_json:
         print_json(report.to_dict())
         return
