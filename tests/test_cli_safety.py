@@ -229,3 +229,62 @@ async def test_import_without_tables_says_how_in_cli_terms(tmp_path: Path) -> No
     assert "create_tables=True" not in result.stderr
     created = run("import", str(dump), "--create-tables", "--url", f"sqlite:///{empty}")
     assert created.returncode == 0, created.stderr
+
+
+@pytest.mark.backends("postgresql", "mysql")
+def test_a_missing_database_is_an_answer_not_an_unreachable_server(engine: AsyncEngine) -> None:
+    url = engine.url.set(database="cs_no_such_db").render_as_string(hide_password=False)
+    for argv in (["sessions", "list"], ["migrate", "current"], ["export"]):
+        result = run(*argv, "--url", url)
+        assert result.returncode == 1, result.stderr
+        line = result.stderr.strip()
+        assert "answered with an error" in line
+        assert "cs_no_such_db" in line
+        assert "cannot reach" not in line
+        assert "Error: Error" not in line
+        assert len(line.splitlines()) == 1
+    doctor = run("doctor", "--url", url)
+    assert "the server answered" in doctor.stdout
+    assert "1 check failed." in doctor.stdout
+
+
+@pytest.mark.backends("postgresql")
+def test_doctor_does_not_suggest_stamping_missing_tables(engine: AsyncEngine) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    result = run(
+        "doctor", "--url", url, "--sessions-table", "cs_none_s", "--messages-table", "cs_none_m"
+    )
+    assert result.returncode == 1
+    assert "stamp head" not in result.stdout
+    assert "migrate upgrade head" in result.stdout
+
+
+async def test_sqlite_write_failures_talk_about_files(tmp_path: Path) -> None:
+    db = tmp_path / "app.db"
+    await _sqlite_store_with(db, "x")
+    # Opened read-only, as a file the user may not write would be (even for root).
+    result = run("doctor", "--url", f"sqlite:///file:{db}?mode=ro&uri=true")
+    assert result.returncode == 1
+    assert "may write the database file" in result.stdout
+    assert "INSERT" not in result.stdout
+
+
+@pytest.mark.parametrize("group", [[], ["sessions"], ["migrate"]])
+def test_help_lists_commands_in_whole_sentences(group: list[str]) -> None:
+    result = run(*group, "--help", env={"COLUMNS": "80"})
+    assert result.returncode == 0
+    commands = result.stdout.split("Commands:")[1].strip().splitlines()
+    assert commands
+    for line in commands:
+        assert not line.rstrip().endswith("..."), line
+        assert line.rstrip().endswith("."), line
+
+
+async def test_piped_listing_keeps_whole_ids(tmp_path: Path) -> None:
+    long_id = "a-long-session-id-" + "x" * 80
+    db = tmp_path / "ids.db"
+    await _sqlite_store_with(db, long_id)
+    result = run("sessions", "list", "--url", f"sqlite:///{db}", env={"COLUMNS": "60"})
+    assert result.returncode == 0
+    assert long_id in result.stdout.splitlines()[1].split("\t")
+    assert "━" not in result.stdout  # a table's rules are for terminals

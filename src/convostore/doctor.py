@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from .chunks import chunk_chars_for_packet
 from .errors import ConvostoreError
 from .store import SessionStore
+from .transaction import describe_connect_failure
 
 __all__ = ["Check", "diagnose"]
 
@@ -62,14 +63,15 @@ async def diagnose(store: SessionStore) -> list[Check]:
             version = ".".join(map(str, engine.dialect.server_version_info or ())) or "?"
         checks.append(Check("reachable", "ok", f"{engine.dialect.name} {version} answers"))
     except Exception as exc:  # any failure to connect is the finding itself
-        detail = getattr(exc, "orig", None) or exc
+        reached, text = describe_connect_failure(exc)
         checks.append(
             Check(
                 "reachable",
                 "fail",
-                f"{type(detail).__name__}: {detail}",
-                "check that the server runs and that the URL's host, port, database, user "
-                "and password are right",
+                f"the server answered: {text}" if reached else f"nothing answered: {text}",
+                "check the URL's database name, user and password"
+                if reached
+                else "check that the server runs and that the URL's host and port are right",
             )
         )
         rest = ("async driver", "tables", "schema revision", "write/read/delete", "settings")
@@ -90,7 +92,7 @@ async def diagnose(store: SessionStore) -> list[Check]:
         )
 
     tables_ok = await _check_tables(store, checks)
-    checks.append(await _check_revision(store))
+    checks.append(await _check_revision(store, tables_ok=tables_ok))
     if tables_ok:
         checks.append(await _probe(store))
     else:
@@ -133,7 +135,7 @@ async def _check_tables(store: SessionStore, checks: list[Check]) -> bool:
     return True
 
 
-async def _check_revision(store: SessionStore) -> Check:
+async def _check_revision(store: SessionStore, *, tables_ok: bool) -> Check:
     name = "schema revision"
     try:
         # ``convostore.migrate`` is also a function re-exported by the package: import the
@@ -144,6 +146,7 @@ async def _check_revision(store: SessionStore) -> Check:
             store.engine,
             sessions_table=store.tables.sessions.name,
             messages_table=store.tables.messages.name,
+            schema=store.tables.sessions.schema,
         )
     except ImportError as exc:
         return Check(name, "unknown", f"migrations are not available ({exc})")
@@ -151,6 +154,14 @@ async def _check_revision(store: SessionStore) -> Check:
         return Check(name, "unknown", f"could not read the revision: {exc}")
     if latest in recorded:
         return Check(name, "ok", f"at head ({latest})")
+    if not recorded and not tables_ok:
+        # Stamping would record a revision for tables that are not there.
+        return Check(
+            name,
+            "warn",
+            "no revision is recorded, and the tables are missing or incomplete",
+            "run `convostore migrate upgrade head`",
+        )
     if not recorded:
         return Check(
             name,
@@ -194,7 +205,10 @@ async def _probe(store: SessionStore) -> Check:
             name,
             "fail",
             f"{type(exc).__name__}: {exc}",
-            "check that the database user may INSERT, SELECT, UPDATE and DELETE on the tables",
+            "check that this user may write the database file and its folder (SQLite "
+            "keeps its journal beside the file)"
+            if store.engine.dialect.name == "sqlite"
+            else "check that the database user may INSERT, SELECT, UPDATE and DELETE on the tables",
         )
     finally:
         with contextlib.suppress(ConvostoreError):

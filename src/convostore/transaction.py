@@ -190,6 +190,10 @@ def is_transient(exc: BaseException, dialect: str) -> bool:
 
 def _message(exc: BaseException) -> str:
     orig = _driver_error(exc)
+    args = getattr(orig, "args", ())
+    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        # PyMySQL's errors print as the tuple (code, "text").
+        return f"{args[1]} (MySQL error {args[0]})"
     return str(orig).strip() or type(orig).__name__
 
 
@@ -424,3 +428,25 @@ async def _shielded(awaitable: Awaitable[T]) -> T:
         if not task.cancelled() and task.exception() is not None:
             logger.debug("convostore: cancelled write failed: %r", task.exception())
         raise
+
+
+def describe_connect_failure(exc: BaseException) -> tuple[bool, str]:
+    """Say whether a failed connection reached the server, and what went wrong, in one line.
+
+    ``(False, "connection refused (...)")`` when nothing answered at that address (refused,
+    unknown host, timed out); ``(True, 'database "x" does not exist')`` when the server
+    answered and refused (unknown database, wrong password). The text is the driver's own,
+    without its class name: drivers adapted by SQLAlchemy all call their errors ``Error``.
+    """
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = _driver_error(current) if current is not _driver_error(current) else None
+        if current is None:
+            current = seen[-1].__cause__ or seen[-1].__context__
+    unreachable = next((e for e in seen if isinstance(e, (OSError, asyncio.TimeoutError))), None)
+    if unreachable is not None:
+        text = str(unreachable).strip() or type(unreachable).__name__
+        return False, text
+    return True, _message(exc)

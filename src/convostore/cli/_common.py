@@ -29,9 +29,11 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from ..errors import ConvostoreError, SchemaError, SessionNotFoundError
 from ..store import SessionStore
+from ..transaction import describe_connect_failure
 
 __all__ = [
     "confirm_destructive",
+    "connect_failure_text",
     "describe_duration",
     "err_console",
     "interruptible",
@@ -152,10 +154,7 @@ def run(
                     async with store.engine.connect():
                         pass
                 except (OSError, SQLAlchemyError) as exc:
-                    detail = getattr(exc, "orig", None) or exc
-                    raise click.ClickException(
-                        f"cannot reach the database at {url}: {type(detail).__name__}: {detail}"
-                    ) from exc
+                    raise click.ClickException(connect_failure_text(exc, url)) from exc
             return await work(store)
         finally:
             await store.close()
@@ -175,10 +174,15 @@ def run(
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
     except (OSError, SQLAlchemyError) as exc:
         # Connection refused, unknown host, authentication failed, unknown database...
-        detail = getattr(exc, "orig", None) or exc
-        raise click.ClickException(
-            f"cannot use the database at {url}: {type(detail).__name__}: {detail}"
-        ) from exc
+        raise click.ClickException(connect_failure_text(exc, url)) from exc
+
+
+def connect_failure_text(exc: BaseException, url: str) -> str:
+    """One line for a database error: nothing answered at the address, or what it said."""
+    reached, text = describe_connect_failure(exc)
+    if reached:
+        return f"the database at {url} answered with an error: {text}"
+    return f"cannot reach the database server at {url}: {text}"
 
 
 # Every unit a duration may be written in, with its length. Bare "m" and "M" are refused:

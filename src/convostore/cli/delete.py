@@ -20,7 +20,7 @@ from ._common import (
 __all__ = ["delete"]
 
 
-@click.command()
+@click.command(short_help="Delete sessions by id, or all of a user's.")
 @store_options
 @click.argument("session_ids", nargs=-1)
 @click.option("--user", "user_id", help="Delete every session of this user (right to erasure).")

@@ -25,7 +25,7 @@ __all__ = ["demo"]
 _INSTALL_HINT = "pip install 'convostore[agents]'"
 
 
-@click.command()
+@click.command(short_help="Run a scripted agent conversation and store it.")
 @click.option(
     "--url",
     envvar="CONVOSTORE_URL",

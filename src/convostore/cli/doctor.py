@@ -7,14 +7,14 @@ from rich.console import Console
 from rich.table import Table
 
 from ..doctor import Check, diagnose
-from ._common import open_store, print_json, run, store_options
+from ._common import open_store, plural, print_json, run, store_options
 
 __all__ = ["doctor"]
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "unknown": "dim", "skipped": "dim"}
 
 
-@click.command()
+@click.command(short_help="Check a database end to end and say what to fix.")
 @store_options
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 def doctor(
@@ -41,7 +41,7 @@ def doctor(
             table.add_row(check.name, f"[{style}]{check.status}[/]", check.detail, check.fix)
         console.print(table)
         if failed:
-            console.print(f"[bold red]{len(failed)} check(s) failed.[/]")
+            console.print(f"[bold red]{plural(len(failed), 'check')} failed.[/]")
         else:
             console.print("[green]No failures.[/]")
     if failed:

@@ -13,7 +13,7 @@ from ._common import err_console, open_store, print_json, progress_bar, run, sto
 __all__ = ["export"]
 
 
-@click.command()
+@click.command(short_help="Export sessions as JSON Lines.")
 @store_options
 @click.option(
     "-o",

@@ -23,7 +23,7 @@ from ._common import (
 __all__ = ["import_command"]
 
 
-@click.command("import")
+@click.command("import", short_help="Import sessions from JSON Lines.")
 @store_options
 @click.argument("source", type=click.File("r", encoding="utf-8"))
 @click.option(

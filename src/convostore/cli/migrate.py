@@ -50,7 +50,7 @@ _TARGET_OPTIONS = (
 )
 
 
-@click.group("migrate")
+@click.group("migrate", short_help="Create or upgrade the tables (Alembic).")
 @click.option("--url", envvar="CONVOSTORE_URL", help=_URL_HELP)
 @click.option("--sessions-table", help=_TARGET_OPTIONS[1][1])
 @click.option("--messages-table", help=_TARGET_OPTIONS[2][1])
@@ -119,10 +119,11 @@ def _target_options(command: F) -> F:
 
 def _run(ctx: click.Context, work: Callable[[Any], object], *, read_only: bool = False) -> None:
     from alembic.util import CommandError
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from ..migrate import make_config
-    from ._common import require_existing_sqlite_file
+    from ._common import connect_failure_text, require_existing_sqlite_file
 
     config = make_config(x_arguments=ctx.obj, stdout=sys.stdout)
     url = ctx.obj.get("url") or os.environ.get("CONVOSTORE_URL")
@@ -132,10 +133,10 @@ def _run(ctx: click.Context, work: Callable[[Any], object], *, read_only: bool =
         work(config)
     except (ConvostoreError, CommandError) as exc:
         raise click.ClickException(str(exc)) from None
-    except SQLAlchemyError as exc:
-        # The driver's message, never the URL (it may hold a password).
-        detail = getattr(exc, "orig", None) or exc
-        raise click.ClickException(f"{type(detail).__name__}: {detail}") from None
+    except (OSError, SQLAlchemyError) as exc:
+        # The driver's message; the URL only without its password.
+        shown = make_url(url).render_as_string(hide_password=True) if url else "the database"
+        raise click.ClickException(connect_failure_text(exc, shown)) from None
 
 
 _SQL = click.option(
@@ -143,7 +144,7 @@ _SQL = click.option(
 )
 
 
-@migrate.command()
+@migrate.command(short_help="Upgrade to REVISION (default head).")
 @click.argument("revision", default="head")
 @_SQL
 @_target_options
@@ -155,7 +156,7 @@ def upgrade(ctx: click.Context, revision: str, sql: bool) -> None:
     _run(ctx, lambda cfg: command.upgrade(cfg, revision, sql=sql))
 
 
-@migrate.command()
+@migrate.command(short_help="Downgrade to REVISION (base drops the tables).")
 @click.argument("revision")
 @_SQL
 @click.option("--yes", is_flag=True, help="Do not ask first (required without a terminal).")
@@ -176,7 +177,7 @@ def downgrade(ctx: click.Context, revision: str, sql: bool, yes: bool) -> None:
     _run(ctx, lambda cfg: command.downgrade(cfg, revision, sql=sql))
 
 
-@migrate.command()
+@migrate.command(short_help="Show the revision the database is at.")
 @click.option("-v", "--verbose", is_flag=True, help="Show the revision's details.")
 @_target_options
 @click.pass_context
@@ -187,7 +188,7 @@ def current(ctx: click.Context, verbose: bool) -> None:
     _run(ctx, lambda cfg: command.current(cfg, verbose=verbose), read_only=True)
 
 
-@migrate.command()
+@migrate.command(short_help="List convostore's revisions, newest first.")
 @click.option("-v", "--verbose", is_flag=True, help="Show each revision's details.")
 @_target_options
 @click.pass_context
@@ -198,7 +199,7 @@ def history(ctx: click.Context, verbose: bool) -> None:
     _run(ctx, lambda cfg: command.history(cfg, verbose=verbose))
 
 
-@migrate.command()
+@migrate.command(short_help="Record REVISION without running migrations.")
 @click.argument("revision")
 @_SQL
 @_target_options
@@ -210,7 +211,7 @@ def stamp(ctx: click.Context, revision: str, sql: bool) -> None:
     _run(ctx, lambda cfg: command.stamp(cfg, revision, sql=sql))
 
 
-@migrate.command()
+@migrate.command(short_help="Fail if the tables differ from this version's.")
 @_target_options
 @click.pass_context
 def check(ctx: click.Context) -> None:

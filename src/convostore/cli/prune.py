@@ -24,7 +24,7 @@ from ._common import (
 __all__ = ["prune"]
 
 
-@click.command()
+@click.command(short_help="Delete sessions not updated for a while.")
 @store_options
 @click.option(
     "--older-than",

@@ -18,7 +18,7 @@ from ._common import Duration, open_store, print_json, run, store_options
 __all__ = ["sessions"]
 
 
-@click.group()
+@click.group(short_help="List sessions and show their history.")
 def sessions() -> None:
     """List sessions and show their history."""
 
@@ -69,15 +69,8 @@ def list_command(
     if not page.sessions:
         console.print("No sessions.")
         return
-    table = Table(header_style="bold")
-    table.add_column("session")
-    table.add_column("user")
-    table.add_column("title")
-    table.add_column("items", justify="right")
-    table.add_column("updated (UTC)")
-    table.add_column("created (UTC)")
-    for info in page.sessions:
-        table.add_row(
+    rows = [
+        (
             info.session_id,
             info.user_id or "",
             str(info.metadata.get("title", "")),
@@ -85,6 +78,27 @@ def list_command(
             _when(info.updated_at),
             _when(info.created_at),
         )
+        for info in page.sessions
+    ]
+    headers = ("session", "user", "title", "items", "updated (UTC)", "created (UTC)")
+    if not console.is_terminal:
+        # Piped or redirected: whole values, one line per session, tab-separated.
+        for row in (headers, *rows):
+            click.echo("\t".join(row))
+        if page.next_cursor:
+            click.echo(f"More: --cursor {page.next_cursor}")
+        return
+    table = Table(header_style="bold")
+    for header in headers:
+        # Ids and names wrap rather than lose characters: they are what users copy.
+        table.add_column(
+            header,
+            justify="right" if header == "items" else "left",
+            overflow="fold",
+            no_wrap=header in ("items",),
+        )
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     if page.next_cursor:
         console.print(f"More: --cursor {page.next_cursor}")
