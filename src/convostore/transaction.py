@@ -190,7 +190,7 @@ def is_transient(exc: BaseException, dialect: str) -> bool:
 
 def _message(exc: BaseException) -> str:
     orig = _driver_error(exc)
-    args = getattr(orig, "args", ())
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
     if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
         # PyMySQL's errors print as the tuple (code, "text").
         return f"{args[1]} (MySQL error {args[0]})"
