@@ -137,8 +137,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     names = [_name_of(item) for item in items]
     Path(_CONFIG["collected_out"]).write_text(json.dumps(names))
     deselect = set(_CONFIG.get("deselect", ()))
-    keep = [item for item in items if _name_of(item) not in deselect]
-    dropped = [item for item in items if _name_of(item) in deselect]
+
+    def deselected(item: pytest.Item) -> bool:
+        # An entry without "[...]" covers every parametrization of the test.
+        name = _name_of(item)
+        return name in deselect or name.split("[", 1)[0] in deselect
+
+    keep = [item for item in items if not deselected(item)]
+    dropped = [item for item in items if deselected(item)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
