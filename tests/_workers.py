@@ -63,3 +63,15 @@ def pop_all(
         return popped
 
     out.extend(asyncio.run(main()))
+
+
+def first_use(url: str, session_id: str, start_at: float) -> None:
+    """Open a new database with ``create_tables=True`` at ``start_at`` and write at once."""
+    import time
+
+    async def main() -> None:
+        async with SQLAlchemySession.from_url(session_id, url=url, create_tables=True) as s:
+            await s.add_items([{"role": "user", "content": session_id}])
+
+    time.sleep(max(0.0, start_at - time.time()))
+    asyncio.run(main())

@@ -19,22 +19,20 @@ errors for bad input, and Alembic migrations for the same schema.
 
 from __future__ import annotations
 
-import asyncio
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import inspect
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ._table_creation import create_tables
 from .closing import AsyncClosing
 from .codec import encode_items
 from .engine import configure_engine, create_engine
-from .errors import ConfigurationError, InvalidSessionIdError, SchemaError
+from .errors import ConfigurationError, InvalidSessionIdError
 from .idempotency import validate_idempotency_key
 from .keytext import check_key_text
-from .migrate import check_revision, stamp_head
 from .operations import shared_operations
 from .schema import (
     DEFAULT_MESSAGES_TABLE,
@@ -46,12 +44,11 @@ from .schema import (
 from .settings import SessionSettingsLike, check_limit, coerce_settings, present_settings
 from .transaction import DEFAULT_RETRY, RetryPolicy
 
-__all__ = ["SQLAlchemySession", "check_schema", "validate_session_id"]
+__all__ = ["SQLAlchemySession", "check_schema", "create_tables", "validate_session_id"]
 
 # Engines whose tables were already created in this process, by table set: create_tables
 # then costs nothing after the first session.
 _created: weakref.WeakKeyDictionary[Any, set[Tables]] = weakref.WeakKeyDictionary()
-_create_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 def validate_session_id(session_id: Any) -> str:
@@ -325,42 +322,10 @@ class SQLAlchemySession(AsyncClosing):
     async def _ensure_tables(self) -> None:
         if not self._create_tables:
             return
-        sync_engine = self._engine.sync_engine
-        done = _created.setdefault(sync_engine, set())
+        done = _created.setdefault(self._engine.sync_engine, set())
         if self._tables not in done:
-            lock = _create_locks.setdefault(sync_engine, asyncio.Lock())
-            async with lock:
-                if self._tables not in done:
-                    await create_tables(self._engine, self._tables)
-                    done.add(self._tables)
+            # Concurrent first uses (tasks, threads, processes) all get here: the
+            # database's lock inside create_tables lets one of them create the tables.
+            await create_tables(self._engine, self._tables)
+            done.add(self._tables)
         self._create_tables = False
-
-
-async def create_tables(engine: AsyncEngine, tables: Tables) -> None:
-    """Create ``tables`` where missing, and check that existing ones are convostore's.
-
-    Raises:
-        SchemaError: A table of that name exists with another layout (for example one
-            written by the Agents SDK's own store); the message says how to migrate it.
-    """
-    async with engine.begin() as conn:
-        await conn.run_sync(_create_and_check, tables)
-
-
-def _create_and_check(conn: Connection, tables: Tables) -> None:
-    inspector = inspect(conn)
-    for table in (tables.sessions, tables.messages):
-        if not inspector.has_table(table.name, schema=table.schema):
-            continue
-        existing = {column["name"] for column in inspector.get_columns(table.name, table.schema)}
-        missing = sorted(set(table.c.keys()) - existing)
-        if missing:
-            raise SchemaError(
-                f"table {table.name!r} exists but is not a convostore table (missing columns "
-                f"{missing}); if it was written by the Agents SDK's SQLAlchemySession, adopt it "
-                f"with `convostore migrate upgrade head`, or choose other table names"
-            )
-    check_revision(conn, tables)
-    tables.metadata.create_all(conn, checkfirst=True)
-    # Alembic's "building an up-to-date database from scratch": a later upgrade is a no-op.
-    stamp_head(conn, tables)

@@ -1,0 +1,175 @@
+"""``create_tables``: make convostore's tables on a new database, safely from many workers.
+
+Every worker of a freshly deployed application opens the same new database at the same
+moment, each with ``create_tables=True``. Creating tables "if not exists" is not safe then:
+two ``CREATE TABLE`` statements race (PostgreSQL fails on its type catalogue, MySQL with
+error 1050, SQLite with "already exists"), and two workers may both stamp the version
+table. So creation runs under a lock the database itself holds, and looks again once it
+has the lock:
+
+- PostgreSQL: a transaction-scoped advisory lock (``pg_advisory_xact_lock``) keyed by the
+  schema and table names, taken in the transaction that creates the tables (PostgreSQL's
+  DDL is transactional, so the lock and the tables commit together);
+- MySQL/MariaDB: a named lock (``GET_LOCK``), held by the connection across the DDL (which
+  commits implicitly there) and released after it;
+- SQLite: an exclusive transaction (``BEGIN EXCLUSIVE``), which other connections and
+  processes wait for through the busy timeout.
+
+The worker that gets the lock first creates and stamps; the others find the tables and the
+recorded revision in place and change nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import weakref
+from typing import Any
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import StaticPool
+
+from .errors import SchemaError, StorageError
+from .migrate import check_revision, stamp_head
+from .schema import Tables
+from .transaction import translate
+
+__all__ = ["LOCK_TIMEOUT_SECONDS", "create_tables"]
+
+LOCK_TIMEOUT_SECONDS = 60
+"""How long a worker waits for another one that is creating the same tables."""
+
+# An in-memory SQLite database is one connection shared by every caller: two creations on
+# it at once would share one transaction. One lock per event loop serializes them there.
+_static_locks: weakref.WeakKeyDictionary[
+    Any, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
+] = weakref.WeakKeyDictionary()
+
+
+async def create_tables(engine: AsyncEngine, tables: Tables) -> None:
+    """Create ``tables`` where missing, and check that existing ones are convostore's.
+
+    Safe to call from any number of tasks, threads and processes at once: the database's
+    own lock lets one of them create the tables and record the revision; the others find
+    them in place.
+
+    Raises:
+        SchemaError: A table of that name exists with another layout (for example one
+            written by the Agents SDK's own store); the message says how to migrate it.
+        StorageError: The database failed, or another worker held the lock for longer than
+            :data:`LOCK_TIMEOUT_SECONDS`; the driver's error is chained.
+    """
+    dialect = engine.dialect.name
+    try:
+        if isinstance(engine.sync_engine.pool, StaticPool):
+            async with _static_lock(engine):
+                await _create_locked(engine, tables, dialect)
+        else:
+            await _create_locked(engine, tables, dialect)
+    except (SchemaError, StorageError):
+        raise
+    except (DBAPIError, OSError) as exc:
+        raise translate(exc, dialect) from exc
+
+
+async def _create_locked(engine: AsyncEngine, tables: Tables, dialect: str) -> None:
+    if dialect == "postgresql":
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("SELECT set_config('lock_timeout', :t, true)"),
+                {"t": f"{LOCK_TIMEOUT_SECONDS}s"},
+            )
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(tables)}
+            )
+            await conn.run_sync(_create_and_check, tables)
+    elif dialect in ("mysql", "mariadb"):
+        async with engine.connect() as conn:
+            await _mysql_lock(conn, tables)
+            await conn.commit()  # end the lock query's transaction; the lock stays held
+            try:
+                async with conn.begin():
+                    await conn.run_sync(_create_and_check, tables)
+            finally:
+                await conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": _lock_name(tables)})
+    elif dialect == "sqlite":
+        async with engine.connect() as conn:
+            manual = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await manual.run_sync(_create_exclusive, tables)
+    else:
+        async with engine.begin() as conn:
+            await conn.run_sync(_create_and_check, tables)
+
+
+def _create_exclusive(conn: Connection, tables: Tables) -> None:
+    # The driver is in autocommit mode here, so this BEGIN is the only transaction: the
+    # busy timeout makes other writers wait for it.
+    conn.exec_driver_sql("BEGIN EXCLUSIVE")
+    try:
+        _create_and_check(conn, tables)
+    except BaseException:
+        conn.exec_driver_sql("ROLLBACK")
+        raise
+    conn.exec_driver_sql("COMMIT")
+
+
+async def _mysql_lock(conn: AsyncConnection, tables: Tables) -> None:
+    result = await conn.execute(
+        text("SELECT GET_LOCK(:name, :timeout)"),
+        {"name": _lock_name(tables), "timeout": LOCK_TIMEOUT_SECONDS},
+    )
+    if result.scalar() != 1:
+        raise StorageError(
+            f"waited {LOCK_TIMEOUT_SECONDS} s for another process creating the tables "
+            f"{tables.sessions.name!r}/{tables.messages.name!r}; try again, or create them "
+            f"once with `convostore migrate upgrade head`"
+        )
+
+
+def _identity(tables: Tables) -> str:
+    return f"convostore:{tables.sessions.schema or ''}.{tables.sessions.name}"
+
+
+def _lock_key(tables: Tables) -> int:
+    """A signed 64-bit advisory lock key, the same in every process for these tables."""
+    digest = hashlib.blake2b(_identity(tables).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _lock_name(tables: Tables) -> str:
+    """A MySQL lock name (at most 64 characters), server-wide: names the database too."""
+    identity = _identity(tables)
+    if len(identity) <= 64:
+        return identity
+    return "convostore:" + hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
+
+
+def _static_lock(engine: AsyncEngine) -> asyncio.Lock:
+    per_loop = _static_locks.setdefault(engine.sync_engine, weakref.WeakKeyDictionary())
+    loop = asyncio.get_running_loop()
+    lock = per_loop.get(loop)
+    if lock is None:
+        lock = per_loop[loop] = asyncio.Lock()
+    return lock
+
+
+def _create_and_check(conn: Connection, tables: Tables) -> None:
+    inspector = inspect(conn)
+    for table in (tables.sessions, tables.messages):
+        if not inspector.has_table(table.name, schema=table.schema):
+            continue
+        existing = {column["name"] for column in inspector.get_columns(table.name, table.schema)}
+        missing = sorted(set(table.c.keys()) - existing)
+        if missing:
+            raise SchemaError(
+                f"table {table.name!r} exists but is not a convostore table (missing columns "
+                f"{missing}); if it was written by the Agents SDK's SQLAlchemySession, adopt it "
+                f"with `convostore migrate upgrade head`, or choose other table names"
+            )
+    check_revision(conn, tables)
+    tables.metadata.create_all(conn, checkfirst=True)
+    # Alembic's "building an up-to-date database from scratch": a later upgrade is a no-op.
+    stamp_head(conn, tables)
