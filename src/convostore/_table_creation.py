@@ -21,17 +21,14 @@ recorded revision in place and change nothing.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import weakref
-from typing import Any
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.pool import StaticPool
 
+from .engine import connection_lock
 from .errors import SchemaError, StorageError
 from .migrate import check_revision, stamp_head
 from .schema import Tables
@@ -41,12 +38,6 @@ __all__ = ["LOCK_TIMEOUT_SECONDS", "create_tables"]
 
 LOCK_TIMEOUT_SECONDS = 60
 """How long a worker waits for another one that is creating the same tables."""
-
-# An in-memory SQLite database is one connection shared by every caller: two creations on
-# it at once would share one transaction. One lock per event loop serializes them there.
-_static_locks: weakref.WeakKeyDictionary[
-    Any, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
-] = weakref.WeakKeyDictionary()
 
 
 async def create_tables(engine: AsyncEngine, tables: Tables) -> None:
@@ -64,8 +55,9 @@ async def create_tables(engine: AsyncEngine, tables: Tables) -> None:
     """
     dialect = engine.dialect.name
     try:
-        if isinstance(engine.sync_engine.pool, StaticPool):
-            async with _static_lock(engine):
+        shared = connection_lock(engine)
+        if shared is not None:
+            async with shared:
                 await _create_locked(engine, tables, dialect)
         else:
             await _create_locked(engine, tables, dialect)
@@ -145,15 +137,6 @@ def _lock_name(tables: Tables) -> str:
     if len(identity) <= 64:
         return identity
     return "convostore:" + hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
-
-
-def _static_lock(engine: AsyncEngine) -> asyncio.Lock:
-    per_loop = _static_locks.setdefault(engine.sync_engine, weakref.WeakKeyDictionary())
-    loop = asyncio.get_running_loop()
-    lock = per_loop.get(loop)
-    if lock is None:
-        lock = per_loop[loop] = asyncio.Lock()
-    return lock
 
 
 def _create_and_check(conn: Connection, tables: Tables) -> None:

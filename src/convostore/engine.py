@@ -9,6 +9,7 @@ them on any engine, including one the application made itself.
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 from typing import Any
 
@@ -25,7 +26,8 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 """How long a SQLite connection waits for another connection's write lock, in milliseconds."""
 
 _configured: weakref.WeakSet[Engine] = weakref.WeakSet()
-_static_pool_locks: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+_static_pool_locks: weakref.WeakKeyDictionary[Engine, CrossLoopLock] = weakref.WeakKeyDictionary()
+_static_pool_guard = threading.Lock()
 _writer_locks: weakref.WeakKeyDictionary[
     Engine, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
 ] = weakref.WeakKeyDictionary()
@@ -70,7 +72,32 @@ def configure_engine(engine: AsyncEngine) -> None:
             cursor.close()
 
 
-def connection_lock(engine: AsyncEngine) -> asyncio.Lock | None:
+class CrossLoopLock:
+    """A lock for ``async with`` that tasks of different event loops (and threads) share.
+
+    An ``asyncio.Lock`` belongs to one loop. This one is a thread lock: taken at once when
+    free, otherwise waited for on a worker thread, so the waiting loop keeps running. A
+    waiter cancelled before it gets the lock releases it as soon as the thread takes it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    async def __aenter__(self) -> None:
+        if self._lock.acquire(blocking=False):
+            return
+        taken = asyncio.get_running_loop().run_in_executor(None, self._lock.acquire)
+        try:
+            await asyncio.shield(taken)
+        except asyncio.CancelledError:
+            taken.add_done_callback(lambda _: self._lock.release())
+            raise
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._lock.release()
+
+
+def connection_lock(engine: AsyncEngine) -> CrossLoopLock | None:
     """Return the lock that serializes use of a single shared connection, if the engine has one.
 
     An in-memory SQLite database lives in one connection that a ``StaticPool`` hands to every
@@ -79,9 +106,10 @@ def connection_lock(engine: AsyncEngine) -> asyncio.Lock | None:
     sync_engine = engine.sync_engine
     if not isinstance(sync_engine.pool, StaticPool):
         return None
-    lock = _static_pool_locks.get(sync_engine)
-    if lock is None:
-        lock = _static_pool_locks[sync_engine] = asyncio.Lock()
+    with _static_pool_guard:
+        lock = _static_pool_locks.get(sync_engine)
+        if lock is None:
+            lock = _static_pool_locks[sync_engine] = CrossLoopLock()
     return lock
 
 

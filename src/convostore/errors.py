@@ -6,7 +6,8 @@ or ``TypeError``), so code written for the Agents SDK's store keeps working::
 
     ConvostoreError
     ├── ConfigurationError           bad table names, URLs or options (at construction)
-    │   └── UnsupportedDriverError   a sync-only driver in the URL
+    │   ├── UnsupportedDriverError   a sync-only driver in the URL
+    │   └── EventLoopError           an engine used from an event loop it cannot serve
     ├── InvalidInputError            (also ValueError) a call's arguments, nothing written
     │   ├── InvalidSessionIdError
     │   ├── InvalidLimitError
@@ -29,6 +30,7 @@ __all__ = [
     "ConfigurationError",
     "ConvostoreError",
     "DecryptionError",
+    "EventLoopError",
     "InvalidCursorError",
     "InvalidIdempotencyKeyError",
     "InvalidInputError",
@@ -54,6 +56,14 @@ class ConfigurationError(ConvostoreError, ValueError):
 
 class UnsupportedDriverError(ConfigurationError):
     """The URL names a synchronous driver; the message gives the async URL to use instead."""
+
+
+class EventLoopError(ConfigurationError):
+    """An engine the application passed in is used from an event loop it cannot serve.
+
+    Its pool holds connections opened on another loop; the message says what to do (one
+    engine per loop, ``dispose()`` first, ``NullPool``, or a session opened from a URL).
+    """
 
 
 class InvalidInputError(ConvostoreError, ValueError):

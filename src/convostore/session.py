@@ -26,14 +26,15 @@ from typing import Any
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ._engines import LoopEngines, check_loop, track_loop
 from ._table_creation import create_tables
 from .closing import AsyncClosing
 from .codec import encode_items
-from .engine import configure_engine, create_engine
+from .engine import configure_engine
 from .errors import ConfigurationError, InvalidSessionIdError
 from .idempotency import validate_idempotency_key
 from .keytext import check_key_text
-from .operations import shared_operations
+from .operations import Operations, shared_operations
 from .schema import (
     DEFAULT_MESSAGES_TABLE,
     DEFAULT_SESSIONS_TABLE,
@@ -145,11 +146,14 @@ class SQLAlchemySession(AsyncClosing):
             )
         self._settings = coerce_settings(session_settings)
         self._tables = build_tables(sessions_table, messages_table, check_schema(schema, engine))
-        self._engine = engine
+        self._given_engine = engine
+        # Set by from_url (and by a store opened from a URL): one engine per event loop.
+        self._engines: LoopEngines | None = None
         self._owns_engine = False
+        self._retry = retry
         self._create_tables = create_tables
         configure_engine(engine)
-        self._ops = shared_operations(engine, self._tables, retry)
+        track_loop(engine)
         if max_item_bytes is not None and (
             isinstance(max_item_bytes, bool)
             or not isinstance(max_item_bytes, int)
@@ -190,20 +194,39 @@ class SQLAlchemySession(AsyncClosing):
             ConfigurationError: The URL or another argument is unusable.
         """
         validate_session_id(session_id)
-        engine = create_engine(url, **(engine_kwargs or {}))
+        engines = LoopEngines(url, engine_kwargs or {})
         try:
-            session = cls(session_id, engine=engine, **kwargs)
+            session = cls(session_id, engine=engines.first, **kwargs)
         except BaseException:
             # Nothing has connected yet; dropping the pool is enough.
-            engine.sync_engine.pool.dispose()
+            engines.first.sync_engine.pool.dispose()
             raise
+        session._engines = engines
         session._owns_engine = True
         return session
 
     @property
     def engine(self) -> AsyncEngine:
-        """The engine the session runs on."""
-        return self._engine
+        """The engine the session runs on, for the running event loop.
+
+        A session opened with :meth:`from_url` keeps one engine per event loop (threads that
+        each run a loop can share the session); an engine passed in is the one engine.
+
+        Raises:
+            EventLoopError: The engine passed in holds connections of another event loop.
+        """
+        if self._engines is not None:
+            return self._engines.current()
+        return check_loop(self._given_engine)
+
+    @property
+    def _engine(self) -> AsyncEngine:
+        return self.engine
+
+    @property
+    def _ops(self) -> Operations:
+        # One lookup on the engine: statements are built once per engine and table set.
+        return shared_operations(self.engine, self._tables, self._retry)
 
     # Typed Any on purpose: the Agents SDK's Session protocol declares this attribute with
     # its own SessionSettings class, and a narrower type here would make type checkers reject
@@ -232,7 +255,7 @@ class SQLAlchemySession(AsyncClosing):
         return self._tables
 
     def __repr__(self) -> str:
-        url = self._engine.url.render_as_string(hide_password=True)
+        url = self._given_engine.url.render_as_string(hide_password=True)
         return f"<SQLAlchemySession session_id={self.session_id!r} url={url!r}>"
 
     # -- the session protocol -------------------------------------------------------------
@@ -307,8 +330,8 @@ class SQLAlchemySession(AsyncClosing):
 
     async def close(self) -> None:
         """Dispose the engine if :meth:`from_url` created it; otherwise do nothing."""
-        if self._owns_engine:
-            await self._engine.dispose()
+        if self._owns_engine and self._engines is not None:
+            await self._engines.dispose()
 
     def _on_write(self) -> Callable[[AsyncConnection], Awaitable[None]] | None:
         """Return more SQL for :meth:`add_items` to run in its transaction, or ``None``.

@@ -35,9 +35,10 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import retention
+from ._engines import LoopEngines, check_loop, track_loop
 from .chunks import assemble, read_whole
 from .closing import AsyncClosing
-from .engine import configure_engine, create_engine
+from .engine import configure_engine
 from .errors import (
     ConfigurationError,
     InvalidCursorError,
@@ -129,11 +130,15 @@ class SessionStore(AsyncClosing):
                     "given an AsyncEngine, so pass those options to create_async_engine() "
                     "where the engine is made, or give the store the URL instead"
                 )
-            self._engine = engine
+            self._given_engine = engine
+            self._engines: LoopEngines | None = None
             self._owns_engine = False
             configure_engine(engine)
+            track_loop(engine)
         elif isinstance(engine, (str, URL)):
-            self._engine = create_engine(engine, **(engine_kwargs or {}))
+            # One engine per event loop, so threads that each run a loop can share the store.
+            self._engines = LoopEngines(engine, engine_kwargs or {})
+            self._given_engine = self._engines.first
             self._owns_engine = True
         else:
             raise ConfigurationError(
@@ -141,15 +146,14 @@ class SessionStore(AsyncClosing):
             )
         try:
             self._tables = build_tables(
-                sessions_table, messages_table, check_schema(schema, self._engine)
+                sessions_table, messages_table, check_schema(schema, self._given_engine)
             )
         except BaseException:
             if self._owns_engine:
                 # Nothing has connected yet; dropping the pool is enough.
-                self._engine.sync_engine.pool.dispose()
+                self._given_engine.sync_engine.pool.dispose()
             raise
         self._retry = retry
-        self._ops = shared_operations(self._engine, self._tables, retry)
         self._create_tables = create_tables
         self._tables_ready = not create_tables
         self.max_items_per_session = max_items_per_session
@@ -157,14 +161,31 @@ class SessionStore(AsyncClosing):
         self.max_item_bytes = max_item_bytes
         """The largest item, in bytes of stored JSON, its sessions accept, or ``None``."""
         self._settings = settings
-        self._backend = self._engine.dialect.name
+        self._backend = self._given_engine.dialect.name
 
     # -- properties -----------------------------------------------------------------------
 
     @property
     def engine(self) -> AsyncEngine:
-        """The engine every session of the store shares."""
-        return self._engine
+        """The engine every session of the store shares, for the running event loop.
+
+        A store opened from a URL keeps one engine per event loop; an engine passed in is
+        the one engine.
+
+        Raises:
+            EventLoopError: The engine passed in holds connections of another event loop.
+        """
+        if self._engines is not None:
+            return self._engines.current()
+        return check_loop(self._given_engine)
+
+    @property
+    def _engine(self) -> AsyncEngine:
+        return self.engine
+
+    @property
+    def _ops(self) -> Operations:
+        return shared_operations(self.engine, self._tables, self._retry)
 
     @property
     def tables(self) -> Tables:
@@ -196,7 +217,7 @@ class SessionStore(AsyncClosing):
         return self._retry
 
     def __repr__(self) -> str:
-        url = self._engine.url.render_as_string(hide_password=True)
+        url = self._given_engine.url.render_as_string(hide_password=True)
         return f"<SessionStore url={url!r} sessions_table={self._tables.sessions.name!r}>"
 
     # -- sessions -------------------------------------------------------------------------
@@ -616,8 +637,8 @@ class SessionStore(AsyncClosing):
 
     async def close(self) -> None:
         """Dispose the engine if the store created it from a URL; otherwise do nothing."""
-        if self._owns_engine:
-            await self._engine.dispose()
+        if self._owns_engine and self._engines is not None:
+            await self._engines.dispose()
 
 
 class StoreSession(SQLAlchemySession):
@@ -640,7 +661,7 @@ class StoreSession(SQLAlchemySession):
         """Create a session of ``store``; use :meth:`SessionStore.session` instead."""
         super().__init__(
             session_id,
-            engine=store.engine,
+            engine=store._given_engine,
             create_tables=not store._tables_ready,
             sessions_table=store.tables.sessions.name,
             messages_table=store.tables.messages.name,
@@ -650,6 +671,7 @@ class StoreSession(SQLAlchemySession):
             schema=store.tables.sessions.schema,
         )
         self._store = store
+        self._engines = store._engines  # the store's engine for each event loop
         self._pending: dict[str, Any] = {}
         if user_id is not None:
             self._pending["user_id"] = check_user_id(user_id)
