@@ -187,3 +187,15 @@ async def test_run_config_settings_overlay_the_sessions(
     await Runner.run(agent, "again", session=session, run_config=CONFIG)
     assert len(model.inputs[-1]) - 1 == 4
     assert inner.session_settings.limit == 4
+
+
+@pytest.mark.parametrize("ensure_ascii", [True, False])
+async def test_the_sdks_ensure_ascii_argument_is_accepted(
+    make_session: MakeSession, ensure_ascii: bool
+) -> None:
+    session = make_session(ensure_ascii=ensure_ascii)
+    item = {"role": "user", "content": "héllo ✓ 😀"}
+    await session.add_items([item])
+    assert await session.get_items() == [item]
+    with pytest.raises(ConfigurationError, match="ensure_ascii"):
+        make_session(ensure_ascii="no")

@@ -109,6 +109,7 @@ class SQLAlchemySession(AsyncClosing):
         retry: RetryPolicy = DEFAULT_RETRY,
         max_item_bytes: int | None = None,
         schema: str | None = None,
+        ensure_ascii: bool | None = None,
     ) -> None:
         """Create a session on an engine the application owns (it is never disposed here).
 
@@ -131,6 +132,9 @@ class SQLAlchemySession(AsyncClosing):
                 migrate --schema``); on MySQL/MariaDB, the database holding them. ``None``
                 uses the connection's default. Refused on SQLite, where a file has one
                 schema.
+            ensure_ascii: Accepted for code written for the Agents SDK's constructor, and
+                without effect: convostore stores items as UTF-8 JSON text and reads back
+                exactly the items given, whatever their characters.
 
         Raises:
             InvalidSessionIdError: ``session_id`` is not a usable id.
@@ -144,6 +148,8 @@ class SQLAlchemySession(AsyncClosing):
                 f"engine must be a sqlalchemy.ext.asyncio.AsyncEngine, got "
                 f"{type(engine).__name__}; use SQLAlchemySession.from_url(...) for a URL"
             )
+        if ensure_ascii is not None and not isinstance(ensure_ascii, bool):
+            raise ConfigurationError(f"ensure_ascii must be a bool, got {ensure_ascii!r}")
         self._settings = coerce_settings(session_settings)
         self._tables = build_tables(sessions_table, messages_table, check_schema(schema, engine))
         self._given_engine = engine
