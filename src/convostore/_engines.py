@@ -188,10 +188,12 @@ def check_loop(engine: AsyncEngine) -> AsyncEngine:
 
     A pool that holds connections opened on another event loop cannot serve this one. A
     pool with no connections (new, or after ``await engine.dispose()``) may move to a new
-    loop; ``NullPool`` and in-memory SQLite serve any loop.
+    loop; ``NullPool`` and SQLite (aiosqlite connections are not tied to a loop) serve any
+    loop.
     """
     owner = _connection_loop(engine)
-    if owner is None:
+    if owner is None or engine.dialect.name == "sqlite":
+        # aiosqlite runs each connection on a thread of its own and answers any loop.
         return engine
     loop = _running_loop()
     if loop is None or loop is owner:

@@ -336,8 +336,12 @@ class SQLAlchemySession(AsyncClosing):
 
     async def close(self) -> None:
         """Dispose the engine if :meth:`from_url` created it; otherwise do nothing."""
-        if self._owns_engine and self._engines is not None:
+        if not self._owns_engine:
+            return
+        if self._engines is not None:
             await self._engines.dispose()
+        else:
+            await self._given_engine.dispose()
 
     def _on_write(self) -> Callable[[AsyncConnection], Awaitable[None]] | None:
         """Return more SQL for :meth:`add_items` to run in its transaction, or ``None``.

@@ -43,6 +43,7 @@ from sqlalchemy.pool import NullPool
 
 import convostore
 import convostore.engine
+from convostore._engines import LoopEngines
 
 _CONFIG: dict[str, Any] = json.loads(Path(os.environ["CONVOSTORE_SDK_SHIM"]).read_text())
 _BACKEND: str = _CONFIG["backend"]
@@ -69,14 +70,18 @@ class _SQLiteShaped(convostore.SQLAlchemySession):
         url = (
             "sqlite+aiosqlite:///:memory:" if path == ":memory:" else f"sqlite+aiosqlite:///{path}"
         )
+        # As SQLiteSession owns its connection, this session owns its engines, one per event
+        # loop, exactly as SQLAlchemySession.from_url makes them.
+        engines = LoopEngines(url, {})
         super().__init__(
             session_id,
-            engine=convostore.create_engine(url),
+            engine=engines.first,
             create_tables=True,
             sessions_table=sessions_table,
             messages_table=messages_table,
             session_settings=session_settings,
         )
+        self._engines = engines
         self._owns_engine = True
 
 

@@ -334,23 +334,6 @@ MODULES: dict[str, ModuleManifest] = {
 # to fail (a pending test that passes fails the run: take it out). Other parts of issue 11 fix
 # them; empty this after merging them.
 PENDING: dict[str, dict[str, dict[str, str]]] = {
-    "tests/extensions/memory/test_sqlalchemy_session.py": {
-        "sqlite": {
-            "test_add_items_concurrent_first_access_across_from_url_sessions": "create_tables: concurrent first use of a new database fails (item 3)",
-            "test_add_items_concurrent_first_access_across_from_url_sessions_cross_loop": "create_tables: concurrent first use of a new database fails (item 3)",
-            "test_add_items_concurrent_first_access_with_shared_session_cross_loop": "event loops: a session/engine bound to the first event loop (item 2)",
-        },
-        "postgresql": {
-            "test_add_items_concurrent_first_access_across_from_url_sessions": "create_tables: concurrent first use of a new database fails (item 3)",
-            "test_add_items_concurrent_first_access_across_from_url_sessions_cross_loop": "create_tables: concurrent first use of a new database fails (item 3)",
-            "test_add_items_concurrent_first_access_with_shared_session_cross_loop": "event loops: a session/engine bound to the first event loop (item 2)",
-        },
-        "mysql": {
-            "test_add_items_concurrent_first_access_across_from_url_sessions": "create_tables: concurrent first use of a new database fails (item 3)",
-            "test_add_items_concurrent_first_access_across_from_url_sessions_cross_loop": "create_tables: concurrent first use of a new database fails (item 3)",
-            "test_add_items_concurrent_first_access_with_shared_session_cross_loop": "event loops: a session/engine bound to the first event loop (item 2)",
-        },
-    },
     "tests/memory/test_sqlalchemy_compaction.py": {
         "sqlite": {
             "test_limited_sqlalchemy_compacts_visible_suffix[file-False]": "compaction: no _get_compaction_snapshot/_atomic_replace_items, compaction falls back to clear+add (item 4)",
