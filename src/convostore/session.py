@@ -28,6 +28,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from . import _compaction
 from .closing import AsyncClosing
 from .codec import encode_items
 from .engine import configure_engine, create_engine
@@ -265,6 +266,11 @@ class SQLAlchemySession(AsyncClosing):
         """Remove this session and all its items; other sessions are untouched."""
         await self._ensure_tables()
         await self._ops.clear(self.session_id)
+
+    # The Agents SDK's private compaction hooks (openai-agents 0.24), offered only for the
+    # SDK versions whose protocol convostore knows: see convostore._compaction.
+    _get_compaction_snapshot = _compaction.snapshot_hook
+    _atomic_replace_items = _compaction.replace_hook
 
     # -- lifecycle ------------------------------------------------------------------------
 
