@@ -319,10 +319,10 @@ class CompactionSnapshot:
     complete: bool
     """Whether ``items`` is the session's whole history."""
 
-    _session: SQLAlchemySession
-    _rows: list[tuple[int, str]]
-    _limit: int
-    _prune_prefix: PrunePrefix | None
+    _session: SQLAlchemySession = dataclasses.field(repr=False)
+    _rows: list[tuple[int, str]] = dataclasses.field(repr=False)
+    _limit: int = dataclasses.field(repr=False)
+    _prune_prefix: PrunePrefix | None = dataclasses.field(repr=False)
 
     async def replace_suffix(self, start: int, items: list[Any]) -> bool:
         """Replace ``self.items[start:]`` with ``items`` in one transaction, if still current.
