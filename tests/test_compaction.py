@@ -24,7 +24,7 @@ from agents import SessionSettings as SDKSessionSettings
 from agents.extensions.memory import EncryptedSession as SDKEncryptedSession
 from agents.memory import OpenAIResponsesCompactionSession
 from agents.testing import ScriptedModel
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import SessionStore, SQLAlchemySession, Tables, create_engine
@@ -183,8 +183,6 @@ class Watch:
 def watching(engine: AsyncEngine, tables: Tables, session_id: str) -> Iterator[Watch]:
     reader = Reader(engine, tables, session_id)
     watch = Watch(reader)
-    from sqlalchemy import event
-
     event.listen(engine.sync_engine, "after_cursor_execute", watch.after_execute)
     try:
         yield watch
@@ -208,8 +206,6 @@ def assert_old_or_new(watch: Watch, old: list[Any], new: list[Any]) -> None:
 @contextlib.contextmanager
 def failing_inserts(engine: AsyncEngine, tables: Tables, armed: list[bool]) -> Iterator[None]:
     """Make the first insert of message rows fail while ``armed[0]``."""
-    from sqlalchemy import event
-
     target = f"INSERT INTO {tables.messages.name}"
 
     def before(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
