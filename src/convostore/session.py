@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from . import _compaction
 from ._engines import LoopEngines, check_loop, track_loop
 from ._table_creation import create_tables
 from .closing import AsyncClosing
@@ -331,6 +332,11 @@ class SQLAlchemySession(AsyncClosing):
         """Remove this session and all its items; other sessions are untouched."""
         await self._ensure_tables()
         await self._ops.clear(self.session_id)
+
+    # The Agents SDK's private compaction hooks (openai-agents 0.24), offered only for the
+    # SDK versions whose protocol convostore knows: see convostore._compaction.
+    _get_compaction_snapshot = _compaction.snapshot_hook
+    _atomic_replace_items = _compaction.replace_hook
 
     # -- lifecycle ------------------------------------------------------------------------
 
