@@ -99,7 +99,14 @@ async def _create_locked(engine: AsyncEngine, tables: Tables, dialect: str) -> N
 def _create_exclusive(conn: Connection, tables: Tables) -> None:
     # The driver is in autocommit mode here, so this BEGIN is the only transaction: the
     # busy timeout makes other writers wait for it.
-    conn.exec_driver_sql("BEGIN EXCLUSIVE")
+    try:
+        conn.exec_driver_sql("BEGIN EXCLUSIVE")
+    except DBAPIError as exc:
+        # An engine that emits BEGIN itself (SQLAlchemy's SQLite transaction-control
+        # recipe, a "begin" listener) has already opened a transaction here: create the
+        # tables in it; its first write takes the database's write lock.
+        if "within a transaction" not in str(exc.orig):
+            raise
     try:
         _create_and_check(conn, tables)
     except BaseException:
