@@ -34,7 +34,7 @@ from sqlalchemy.pool import NullPool, StaticPool
 from .engine import create_engine
 from .errors import EventLoopError
 
-__all__ = ["LoopEngines", "check_loop", "serves_any_loop", "track_loop"]
+__all__ = ["LoopEngines", "check_loop", "serves_any_loop", "serving_engine", "track_loop"]
 
 # For engines convostore was given: the loop their pooled connections were opened on.
 _connection_loops: weakref.WeakKeyDictionary[
@@ -161,6 +161,17 @@ def _dispose_when_loop_ends(engine: AsyncEngine) -> AsyncGenerator[None, None]:
     with contextlib.suppress(StopIteration):
         step.send(None)
     return agen
+
+
+def serving_engine(engines: LoopEngines | None, given: AsyncEngine) -> AsyncEngine:
+    """The engine for the running loop: from ``engines`` if the owner has them, else ``given``.
+
+    Raises:
+        EventLoopError: ``given`` holds connections of another event loop.
+    """
+    if engines is not None:
+        return engines.current()
+    return check_loop(given)
 
 
 def _connection_loop(engine: AsyncEngine) -> asyncio.AbstractEventLoop | None:

@@ -27,7 +27,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import _compaction
-from ._engines import LoopEngines, check_loop, track_loop
+from ._engines import LoopEngines, serving_engine, track_loop
 from ._table_creation import create_tables
 from .closing import AsyncClosing
 from .codec import encode_items
@@ -222,9 +222,7 @@ class SQLAlchemySession(AsyncClosing):
         Raises:
             EventLoopError: The engine passed in holds connections of another event loop.
         """
-        if self._engines is not None:
-            return self._engines.current()
-        return check_loop(self._given_engine)
+        return serving_engine(self._engines, self._given_engine)
 
     @property
     def _engine(self) -> AsyncEngine:

@@ -35,7 +35,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import retention
-from ._engines import LoopEngines, check_loop, track_loop
+from ._engines import LoopEngines, serving_engine, track_loop
 from .chunks import assemble, read_whole
 from .closing import AsyncClosing
 from .engine import configure_engine
@@ -175,9 +175,7 @@ class SessionStore(AsyncClosing):
         Raises:
             EventLoopError: The engine passed in holds connections of another event loop.
         """
-        if self._engines is not None:
-            return self._engines.current()
-        return check_loop(self._given_engine)
+        return serving_engine(self._engines, self._given_engine)
 
     @property
     def _engine(self) -> AsyncEngine:
