@@ -18,9 +18,10 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from .errors import MissingDependencyError
 from .urls import to_async_url
 
-__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "configure_engine", "create_engine"]
+__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "configure_engine", "create_engine", "missing_driver"]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 """How long a SQLite connection waits for another connection's write lock, in milliseconds."""
@@ -43,9 +44,36 @@ def create_engine(url: str | URL, **engine_kwargs: Any) -> AsyncEngine:
     Returns:
         The engine, with the SQLite connection settings installed where they apply.
     """
-    engine = create_async_engine(to_async_url(url), **engine_kwargs)
+    async_url = to_async_url(url)
+    try:
+        engine = create_async_engine(async_url, **engine_kwargs)
+    except ModuleNotFoundError as exc:
+        raise missing_driver(exc, async_url.get_backend_name()) from exc
     configure_engine(engine)
     return engine
+
+
+# The extra that installs each driver a URL can name.
+_DRIVER_EXTRAS = {
+    "asyncpg": "pip install 'convostore[postgres]'",
+    "aiomysql": "pip install 'convostore[mysql]'",
+    "pymysql": "pip install 'convostore[mysql]'",
+    "aiosqlite": "pip install aiosqlite",
+    "asyncmy": "pip install asyncmy",
+    "psycopg2": "pip install psycopg2-binary",
+    "psycopg": "pip install 'psycopg[binary]'",
+}
+
+
+def missing_driver(exc: ModuleNotFoundError, backend: str) -> MissingDependencyError:
+    """The error for a database URL whose driver is not installed, naming what to install."""
+    package = (exc.name or str(exc)).split(".")[0]
+    extra = _DRIVER_EXTRAS.get(package, f"pip install {package}")
+    return MissingDependencyError(
+        f"the {backend} URL needs the {package} driver, which is not installed: {extra}",
+        package=package,
+        extra=extra,
+    )
 
 
 def configure_engine(engine: AsyncEngine) -> None:

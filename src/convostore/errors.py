@@ -18,6 +18,7 @@ or ``TypeError``), so code written for the Agents SDK's store keeps working::
     ├── SessionNotFoundError         (also LookupError) no session has that id
     ├── SessionExistsError           an import found the session already stored
     ├── SchemaError                  tables missing, or not laid out as convostore expects
+    ├── MissingDependencyError       (also ImportError) an optional package is not installed
     ├── DecryptionError              an encrypted item cannot be decrypted with the keys given
     └── StorageError                 the database failed; the driver's error is the __cause__
         └── CommitOutcomeUnknownError  the connection died while COMMIT was in flight
@@ -37,6 +38,7 @@ __all__ = [
     "InvalidItemError",
     "InvalidLimitError",
     "InvalidSessionIdError",
+    "MissingDependencyError",
     "PayloadTooLargeError",
     "SchemaError",
     "SessionExistsError",
@@ -109,6 +111,19 @@ class SchemaError(ConvostoreError):
         super().__init__(message)
         self.detail = detail
         """What the database said about the tables, when it said something (else ``None``)."""
+
+
+class MissingDependencyError(ConvostoreError, ImportError):
+    """An optional package a feature needs is not installed; the message names the extra.
+
+    Attributes ``package`` (the missing module) and ``extra`` (the ``pip install`` line to
+    run) say the same for programs.
+    """
+
+    def __init__(self, message: str, *, package: str, extra: str) -> None:
+        super().__init__(message)
+        self.package = package
+        self.extra = extra
 
 
 class DecryptionError(ConvostoreError):
