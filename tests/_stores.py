@@ -7,12 +7,12 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from convostore.session import create_tables
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import SessionStore, Tables, build_tables
 from convostore.migrate import drop_version_table
-from convostore.session import create_tables
 
 from .conftest import RUN_ID
 

@@ -19,11 +19,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from convostore.session import create_tables
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import SQLAlchemySession, Tables, build_tables, create_engine
 from convostore.migrate import drop_version_table
-from convostore.session import create_tables
 
 POSTGRES_URL = os.environ.get(
     "CONVOSTORE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"

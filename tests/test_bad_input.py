@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from convostore.integrity import corrupt_items_skipped
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,7 +21,6 @@ from convostore import (
     SQLAlchemySession,
     Tables,
 )
-from convostore.integrity import corrupt_items_skipped
 
 
 class NotJSON:

@@ -14,13 +14,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+from convostore.chunks import chunk_chars_for_packet, split
+from convostore.integrity import find_corrupt_items
 from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import convostore._db.chunks
 from convostore import SessionStore, SQLAlchemySession, Tables
-from convostore.chunks import chunk_chars_for_packet, split
-from convostore.integrity import find_corrupt_items
-from convostore.operations import Operations
 
 Make = Callable[..., SQLAlchemySession]
 SMALL = 300
@@ -28,10 +28,10 @@ SMALL = 300
 
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
-    async def chunk_chars(self: Operations, texts: Sequence[str] = ()) -> int:
+    async def chunk_chars(_db: object, texts: Sequence[str] = (), **_options: object) -> int:
         return SMALL
 
-    monkeypatch.setattr(Operations, "chunk_chars", chunk_chars)
+    monkeypatch.setattr(convostore._db.chunks, "chunk_chars", chunk_chars)
     return SMALL
 
 
@@ -197,9 +197,8 @@ async def test_rotate_rewrites_chunked_items(
     session: SQLAlchemySession, small_chunks: int, engine: AsyncEngine, tables: Tables
 ) -> None:
     pytest.importorskip("cryptography")
-    from cryptography.fernet import Fernet
-
     from convostore.encryption import EncryptedSession
+    from cryptography.fernet import Fernet
 
     old, new = Fernet.generate_key(), Fernet.generate_key()
     items = [item(0, 3000), item(1, 10)]

@@ -24,15 +24,15 @@ from agents import SessionSettings as SDKSessionSettings
 from agents.extensions.memory import EncryptedSession as SDKEncryptedSession
 from agents.memory import OpenAIResponsesCompactionSession
 from agents.testing import ScriptedModel
+from convostore.chunks import split
+from convostore.codec import encode_item
 from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import convostore._db.chunks
 from convostore import SessionStore, SQLAlchemySession, Tables, create_engine
 from convostore import _compaction as compaction
-from convostore.chunks import split
-from convostore.codec import encode_item
 from convostore.demo import function_call, message
-from convostore.operations import Operations
 
 from .test_faults import CuttingProxy, proxied  # noqa: F401  (a fixture, used by name)
 
@@ -46,10 +46,10 @@ KEY = "compaction-test-key"
 
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
-    async def chunk_chars(self: Operations, texts: Sequence[str] = ()) -> int:
+    async def chunk_chars(_db: object, texts: Sequence[str] = (), **_options: object) -> int:
         return SMALL
 
-    monkeypatch.setattr(Operations, "chunk_chars", chunk_chars)
+    monkeypatch.setattr(convostore._db.chunks, "chunk_chars", chunk_chars)
     return SMALL
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from convostore.codec import decode_item
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import SQLAlchemySession, create_engine
-from convostore.codec import decode_item
-from convostore.engine import writer_lock
+from convostore._db.engine import engine_state
 
 TEXTS = [
     '{"a":1}',
@@ -72,11 +72,11 @@ async def test_writer_lock_only_for_sqlite_files(tmp_path: Path) -> None:
         "mysql": create_engine("mysql://u@127.0.0.1/db"),
     }
     try:
-        lock = writer_lock(engines["file"])
+        lock = engine_state(engines["file"]).writer_lock()
         assert isinstance(lock, asyncio.Lock)
-        assert writer_lock(engines["file"]) is lock  # one queue per engine and loop
+        assert engine_state(engines["file"]).writer_lock() is lock  # one queue per engine and loop
         for name in ("memory", "postgresql", "mysql"):
-            assert writer_lock(engines[name]) is None, name
+            assert engine_state(engines[name]).writer_lock() is None, name
     finally:
         for engine in engines.values():
             await engine.dispose()

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from convostore.session import create_tables
+from convostore.transaction import run_write
 from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -49,8 +51,6 @@ from convostore import (
     to_async_url,
 )
 from convostore.migrate import version_table_for
-from convostore.session import create_tables
-from convostore.transaction import run_write
 
 from .conftest import IN_CI, MYSQL_URL, POSTGRES_URL
 

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from convostore.codec import MAX_DEPTH
+from convostore.integrity import find_corrupt_items
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -25,8 +27,6 @@ from convostore import (
     SQLAlchemySession,
     Tables,
 )
-from convostore.codec import MAX_DEPTH
-from convostore.integrity import find_corrupt_items
 
 MakeSession = Callable[..., SQLAlchemySession]
 

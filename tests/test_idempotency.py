@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from convostore.idempotency import prune_keys
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,7 +20,6 @@ from convostore import (
     SQLAlchemySession,
     Tables,
 )
-from convostore.idempotency import prune_keys
 
 from .test_faults import CuttingProxy, proxied  # noqa: F401  (a fixture, used by name)
 
@@ -214,9 +214,8 @@ async def test_lost_commit_of_a_keyed_add_is_resolved_by_its_key(
 
 async def test_encrypted_sessions_pass_the_key_through(session: SQLAlchemySession) -> None:
     pytest.importorskip("cryptography")
-    from cryptography.fernet import Fernet
-
     from convostore.encryption import EncryptedSession
+    from cryptography.fernet import Fernet
 
     encrypted = EncryptedSession(session, keys=[Fernet.generate_key()])
     await encrypted.add_items(batch("a"), idempotency_key="k")

@@ -108,11 +108,11 @@ async def test_prune_by_batches_of_items(new_store: NewStore) -> None:
     for i in range(4):
         await store.session(f"big-{i}").add_items([{"k": k} for k in range(30)])
         await age(store, f"big-{i}", days=10)
-    from convostore import retention
+    from convostore._ops import retention
 
     s = store.tables.sessions
     report = await retention.delete_sessions(
-        store.operations, s.c.updated_at < dt.datetime.now(dt.timezone.utc), max_batch_items=50
+        store._context, s.c.updated_at < dt.datetime.now(dt.timezone.utc), max_batch_items=50
     )
     assert report.sessions == 4
     assert report.items == 120

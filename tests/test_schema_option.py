@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from convostore.schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import SessionStore, SQLAlchemySession
 from convostore.errors import ConfigurationError
 from convostore.migrate import migrate
-from convostore.schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE
 
 pytestmark = pytest.mark.backends("postgresql", "mysql")
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import select
 
-import convostore.operations
+import convostore._db.history
 from convostore import Session, SessionSettings, SQLAlchemySession
 
 
@@ -42,11 +42,11 @@ async def test_order_does_not_depend_on_the_clock(
 ) -> None:
     # Every write sees the same instant, then a clock running backwards: order must hold.
     frozen = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
-    monkeypatch.setattr(convostore.operations, "utcnow", lambda: frozen)
+    monkeypatch.setattr(convostore._db.history, "utcnow", lambda: frozen)
     await session.add_items([{"n": 0}])
     await session.add_items([{"n": 1}])
     backwards = (frozen - dt.timedelta(hours=h) for h in itertools.count(1))
-    monkeypatch.setattr(convostore.operations, "utcnow", lambda: next(backwards))
+    monkeypatch.setattr(convostore._db.history, "utcnow", lambda: next(backwards))
     for n in range(2, 6):
         await session.add_items([{"n": n}])
     assert await session.get_items() == [{"n": n} for n in range(6)]

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from convostore.observability import record_retry, traced
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -25,7 +26,6 @@ from convostore import (
     SQLAlchemySession,
     Tables,
 )
-from convostore.observability import record_retry, traced
 
 from ._stores import count_rows, make_store, store_factory
 
@@ -57,7 +57,7 @@ async def test_sessions_share_the_engine_and_operations(
 ) -> None:
     a, b = store.session(sid()), store.session(sid())
     assert a.engine is b.engine is store.engine is engine
-    assert a._ops is b._ops is store.operations
+    assert a._context is b._context is store._context
     # A plain SQLAlchemySession on the same engine and tables shares them too.
     plain = SQLAlchemySession(
         sid(),
@@ -65,7 +65,8 @@ async def test_sessions_share_the_engine_and_operations(
         sessions_table=tables.sessions.name,
         messages_table=tables.messages.name,
     )
-    assert plain._ops is store.operations
+    # The statements are built once per engine and table set.
+    assert plain._context.database().statements is store._context.database().statements
     assert isinstance(a, SQLAlchemySession)
 
 

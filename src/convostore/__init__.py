@@ -9,11 +9,38 @@ Ordered, atomic, concurrency-safe conversation history on SQLAlchemy, over SQLit
                                           create_tables=True) as session:
         await session.add_items([{"role": "user", "content": "Hello"}])
         print(await session.get_items())
+
+This module is the package's public edge: everything a program needs is imported from it
+(and errors also from :mod:`convostore.errors`; the programmatic Alembic API from
+:mod:`convostore.migrate`). Modules whose names start with an underscore are the
+implementation and may change in any release.
 """
 
 from __future__ import annotations
 
-from .engine import configure_engine, create_engine
+from typing import Any
+
+from . import _deprecated
+from ._codec import corrupt_items_skipped
+from ._config import RetryPolicy, SessionSettings
+from ._db.engine import configure_engine, engine_from_url
+from ._db.schema import Tables, build_tables
+from ._db.urls import to_async_url
+from ._encryption import EncryptedSession, generate_key
+from ._protocol import Session
+from ._records import (
+    CorruptItem,
+    ExportReport,
+    ImportReport,
+    ItemPage,
+    PageItem,
+    PruneReport,
+    SessionInfo,
+    SessionPage,
+)
+from ._session import SQLAlchemySession
+from ._store import SessionStore, StoreSession
+from ._table_creation import create_tables
 from .errors import (
     CommitOutcomeUnknownError,
     ConfigurationError,
@@ -35,22 +62,6 @@ from .errors import (
     UnsupportedDriverError,
 )
 from .migrate import migrate
-from .protocol import Session
-from .records import (
-    ExportReport,
-    ImportReport,
-    ItemPage,
-    PageItem,
-    PruneReport,
-    SessionInfo,
-    SessionPage,
-)
-from .schema import Tables, build_tables
-from .session import SQLAlchemySession
-from .settings import SessionSettings
-from .store import SessionStore
-from .transaction import RetryPolicy
-from .urls import to_async_url
 
 __version__ = "0.1.0"
 
@@ -58,7 +69,9 @@ __all__ = [
     "CommitOutcomeUnknownError",
     "ConfigurationError",
     "ConvostoreError",
+    "CorruptItem",
     "DecryptionError",
+    "EncryptedSession",
     "EventLoopError",
     "ExportReport",
     "ImportReport",
@@ -84,12 +97,27 @@ __all__ = [
     "SessionSettings",
     "SessionStore",
     "StorageError",
+    "StoreSession",
     "Tables",
     "UnsupportedDriverError",
     "__version__",
     "build_tables",
     "configure_engine",
-    "create_engine",
+    "corrupt_items_skipped",
+    "create_tables",
+    "engine_from_url",
+    "generate_key",
     "migrate",
     "to_async_url",
 ]
+
+_deprecated.install()
+
+
+def __getattr__(name: str) -> Any:
+    """Old names of the package, kept for one release with a ``DeprecationWarning``."""
+    target = _deprecated.PACKAGE_RENAMES.get(name)
+    if target is None:
+        raise AttributeError(f"module 'convostore' has no attribute {name!r}")
+    _deprecated.warn_moved(f"convostore.{name}", f"convostore.{target.rpartition(':')[2]}")
+    return _deprecated.resolve(target)

@@ -38,7 +38,7 @@ What the transactions keep, on SQLite, PostgreSQL and MySQL/MariaDB alike:
 - A :class:`~convostore.StoreSession` applies its store's rules in the same transaction:
   ``max_items_per_session`` trims what the replacement leaves, and metadata given to
   ``store.session(...)`` is recorded if the session has none.
-- Retries follow :func:`convostore.transaction.run_write`. If the connection is lost during
+- Retries follow :func:`convostore._db.runner.run_write`. If the connection is lost during
   COMMIT, the outcome is checked on a new connection: the replacement's last new item,
   with this try's timestamp, at its fresh position means it committed; the first replaced
   item still being there means it did not (it is run again, compare-and-swap included);
@@ -69,16 +69,18 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .chunks import assemble, chunk_rows, read_whole, split
-from .codec import decode_item, encode_items
-from .integrity import record_skipped
-from .operations import utcnow
-from .schema import Tables
-from .settings import check_limit
-from .transaction import run_write
+from ._codec import decode_or_skip, encode_items
+from ._config import check_limit
+from ._db import chunks
+from ._db.chunks import assemble, chunk_rows, split
+from ._db.dialect import is_mysql
+from ._db.engine import Database
+from ._db.history import record_and_trim
+from ._db.runner import run_read, run_write
+from ._db.schema import Tables, utcnow
 
 if TYPE_CHECKING:
-    from .session import SQLAlchemySession
+    from ._session import SQLAlchemySession
 
 __all__ = [
     "KNOWN_SDK_VERSIONS",
@@ -117,8 +119,8 @@ def _known(version: str | None) -> bool:
 @functools.cache
 def _native(cls: type) -> bool:
     """Whether ``cls`` stores items exactly as convostore's own sessions do."""
-    from .session import SQLAlchemySession
-    from .store import StoreSession
+    from ._session import SQLAlchemySession
+    from ._store import StoreSession
 
     for name in ("get_items", "add_items"):
         ours = {getattr(SQLAlchemySession, name), getattr(StoreSession, name)}
@@ -240,30 +242,40 @@ class _Planned:
         return self.pieces[-1][0]
 
 
-async def _plan(session: SQLAlchemySession, items: Any) -> _Planned:
-    texts = encode_items(items, max_item_bytes=session.max_item_bytes)
-    size = await session._ops.chunk_chars(texts)
+async def _plan(session: SQLAlchemySession, db: Database, items: Any) -> _Planned:
+    context = session._context
+    texts = encode_items(items, max_item_bytes=context.max_item_bytes)
+    size = await chunks.chunk_chars(db, texts, retry=context.retry)
     return _Planned(texts, [split(text, size) for text in texts])
 
 
-async def _reserve(session: SQLAlchemySession, conn: AsyncConnection, n: int, now: Any) -> int:
+async def _reserve(db: Database, conn: AsyncConnection, sid: str, n: int, now: Any) -> int:
     """Lock the session row (creating it if missing) and reserve ``n`` positions: the end."""
-    ops = session._ops
     # The very statement add_items starts with, so the counter and the lock order have one
     # definition.
-    result = await conn.execute(ops._reserve, {"sid": session.session_id, "n": n, "now": now})
-    return int(result.lastrowid if ops._mysql else result.scalar_one())
+    result = await conn.execute(db.statements.reserve, {"sid": sid, "n": n, "now": now})
+    return int(result.lastrowid if is_mysql(db.state.dialect) else result.scalar_one())
+
+
+async def _settle(session: SQLAlchemySession, conn: AsyncConnection, db: Database) -> None:
+    """What every write of the session does last: a store's record and bound."""
+    await record_and_trim(
+        conn,
+        db.statements,
+        session.session_id,
+        record=session._record_to_fill(),
+        keep_last=session._context.max_items_per_session,
+    )
 
 
 async def _insert(
-    session: SQLAlchemySession,
+    sid: str,
     conn: AsyncConnection,
     sql: _Statements,
     planned: _Planned,
     start: int,
     now: Any,
 ) -> None:
-    sid = session.session_id
     rows = [
         {
             "session_id": sid,
@@ -287,20 +299,6 @@ async def _lands(
     """Whether the row at ``position`` is the one this try wrote (positions are never reused)."""
     row = (await conn.execute(sql.row_at, {"sid": sid, "pos": position})).first()
     return row is not None and row.created_at == now and row.message_data == head
-
-
-def _decode(session_id: str, position: int, text: str) -> tuple[bool, Any]:
-    try:
-        return True, decode_item(text)
-    except ValueError as exc:
-        record_skipped()
-        logger.warning(
-            "convostore: skipped a corrupt item in session %r at position %d: %s",
-            session_id,
-            position,
-            exc,
-        )
-        return False, None
 
 
 # -- the snapshot -----------------------------------------------------------------------------
@@ -342,35 +340,33 @@ class CompactionSnapshot:
             return False
         session = self._session
         sid = session.session_id
-        tables = session.tables
-        sql = _statements(tables)
-        planned = await _plan(session, items)
-        then = session._on_write()
+        db = await session._context.ready()
+        sql = _statements(db.tables)
+        planned = await _plan(session, db, items)
         first = expected[0][0]
         n = len(planned.texts)
         last_try: dict[str, Any] = {}
 
         async def work(conn: AsyncConnection) -> bool:
             now = utcnow()
-            end = await _reserve(session, conn, n, now)
+            end = await _reserve(db, conn, sid, n, now)
             last_try.update(now=now, end=end)
             current = (
                 await conn.execute(sql.tail_locked, {"sid": sid, "lim": len(expected)})
             ).all()[::-1]
-            if await assemble(conn, tables, sid, current) != expected:
+            if await assemble(conn, db.statements, sid, current) != expected:
                 raise _Stale
             removed = 0
             if self._prune_prefix is not None:
-                removed += await self._prune(conn, sql, first)
+                removed += await self._prune(conn, db, sql, first)
             result = await conn.execute(
                 sql.delete_range, {"sid": sid, "first": first, "stop": end - n}
             )
             removed += int(result.rowcount)
             if n:
-                await _insert(session, conn, sql, planned, end - n, now)
+                await _insert(sid, conn, sql, planned, end - n, now)
             await conn.execute(sql.subtract, {"sid": sid, "removed": removed})
-            if then is not None:
-                await then(conn)
+            await _settle(session, conn, db)
             return True
 
         async def committed(conn: AsyncConnection) -> bool | None:
@@ -386,12 +382,14 @@ class CompactionSnapshot:
             return None
 
         try:
-            return await run_write(session.engine, work, retry=session._ops.retry, verify=committed)
+            return await run_write(db, work, retry=session._context.retry, verify=committed)
         except _Stale:
             logger.debug("convostore: compaction of session %r found newer history", sid)
             return False
 
-    async def _prune(self, conn: AsyncConnection, sql: _Statements, before: int) -> int:
+    async def _prune(
+        self, conn: AsyncConnection, db: Database, sql: _Statements, before: int
+    ) -> int:
         """Delete the run of oldest items ``prune_prefix`` accepts, a window at a time."""
         assert self._prune_prefix is not None
         session = self._session
@@ -404,8 +402,8 @@ class CompactionSnapshot:
                 )
             ).all()
             last = None
-            for position, text in await assemble(conn, session.tables, sid, rows):
-                ok, item = _decode(sid, position, text)
+            for position, text in await assemble(conn, db.statements, sid, rows):
+                ok, item = decode_or_skip(sid, position, text)
                 if not ok or not self._prune_prefix(item):
                     break
                 last = position
@@ -429,21 +427,21 @@ async def get_compaction_snapshot(
             replacement (the SDK's ``EncryptedSession`` passes its expiry test).
     """
     limit = check_limit(limit) or 0
-    await self._ensure_tables()
-    sql = _statements(self.tables)
+    db = await self._context.ready()
+    sql = _statements(db.tables)
     sid = self.session_id
 
     async def read(conn: AsyncConnection) -> tuple[list[tuple[int, str]], bool]:
         # One row past the window tells whether it is the whole history.
         rows = (await conn.execute(sql.tail, {"sid": sid, "lim": limit + 1})).all()
         window = rows[:limit][::-1]
-        return await assemble(conn, self.tables, sid, window), len(rows) <= limit
+        return await assemble(conn, db.statements, sid, window), len(rows) <= limit
 
-    rows, complete = await read_whole(self.engine, read, retry=self._ops.retry)
+    rows, complete = await run_read(db, read, retry=self._context.retry)
     kept: list[tuple[int, str]] = []
     items: list[Any] = []
     for position, text in rows:
-        ok, item = _decode(sid, position, text)
+        ok, item = decode_or_skip(sid, position, text)
         if ok:
             kept.append((position, text))
             items.append(item)
@@ -465,11 +463,10 @@ async def atomic_replace_items(self: SQLAlchemySession, items: list[Any]) -> boo
         InvalidItemError: An item cannot be stored; nothing is changed.
         PayloadTooLargeError: An item is over the session's ``max_item_bytes``.
     """
-    planned = await _plan(self, items)
-    await self._ensure_tables()
-    sql = _statements(self.tables)
+    db = await self._context.ready()
+    planned = await _plan(self, db, items)
+    sql = _statements(db.tables)
     sid = self.session_id
-    then = self._on_write()
     n = len(planned.texts)
     last_try: dict[str, Any] = {}
 
@@ -484,14 +481,13 @@ async def atomic_replace_items(self: SQLAlchemySession, items: list[Any]) -> boo
             if locked.rowcount:
                 await conn.execute(sql.delete_all, {"sid": sid})
         else:
-            end = await _reserve(self, conn, n, now)
+            end = await _reserve(db, conn, sid, n, now)
             last_try["end"] = end
             await conn.execute(sql.delete_before, {"sid": sid, "stop": end - n})
-            await _insert(self, conn, sql, planned, end - n, now)
+            await _insert(sid, conn, sql, planned, end - n, now)
             # Exact again even if rows were deleted by hand behind the counter's back.
             await conn.execute(sql.set_count, {"sid": sid, "n": n, "now": now})
-        if then is not None:
-            await then(conn)
+        await _settle(self, conn, db)
         return True
 
     async def committed(conn: AsyncConnection) -> bool | None:
@@ -508,7 +504,7 @@ async def atomic_replace_items(self: SQLAlchemySession, items: list[Any]) -> boo
             return False  # the reservation itself did not commit
         return None
 
-    return await run_write(self.engine, work, retry=self._ops.retry, verify=committed)
+    return await run_write(db, work, retry=self._context.retry, verify=committed)
 
 
 snapshot_hook = _Hook(get_compaction_snapshot)

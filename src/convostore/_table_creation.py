@@ -28,11 +28,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .engine import connection_lock
+from ._db.dialect import translate
+from ._db.engine import engine_state
+from ._db.schema import Tables
 from .errors import SchemaError, StorageError
 from .migrate import check_revision, stamp_head
-from .schema import Tables
-from .transaction import translate
 
 __all__ = ["LOCK_TIMEOUT_SECONDS", "create_tables"]
 
@@ -55,7 +55,7 @@ async def create_tables(engine: AsyncEngine, tables: Tables) -> None:
     """
     dialect = engine.dialect.name
     try:
-        shared = connection_lock(engine)
+        shared = engine_state(engine).connection_lock
         if shared is not None:
             async with shared:
                 await _create_locked(engine, tables, dialect)

@@ -30,8 +30,8 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from .session import SQLAlchemySession
-from .urls import to_async_url
+from ._db.urls import to_async_url
+from ._session import SQLAlchemySession
 
 INSTALL_HINT = "pip install 'convostore[agents]'"
 """The command that installs what this module needs."""

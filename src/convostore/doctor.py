@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from .chunks import chunk_chars_for_packet
+from ._db.chunks import chunk_chars_for_packet
+from ._db.dialect import describe_connect_failure
+from ._store import SessionStore
 from .errors import ConvostoreError
-from .store import SessionStore
-from .transaction import describe_connect_failure
 
 __all__ = ["Check", "diagnose"]
 

@@ -22,6 +22,10 @@ or ``TypeError``), so code written for the Agents SDK's store keeps working::
     ├── DecryptionError              an encrypted item cannot be decrypted with the keys given
     └── StorageError                 the database failed; the driver's error is the __cause__
         └── CommitOutcomeUnknownError  the connection died while COMMIT was in flight
+
+Errors carry what they are about as attributes (``SessionNotFoundError.session_id``,
+``PayloadTooLargeError.size`` ...), so programs need not parse messages. This module's path
+is frozen: released migration revisions import :class:`SchemaError` from it.
 """
 
 from __future__ import annotations
@@ -87,9 +91,30 @@ class InvalidIdempotencyKeyError(InvalidInputError):
 class InvalidItemError(InvalidInputError, TypeError):
     """An item is not a JSON object that can be stored and read back exactly."""
 
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+        """The refused item's index in the batch, when a batch was given (else ``None``)."""
+
 
 class PayloadTooLargeError(InvalidInputError):
     """An item is larger than the database server (or a configured limit) accepts."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        size: int | None = None,
+        limit: int | None = None,
+        index: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.size = size
+        """The item's size in bytes of stored JSON, when known."""
+        self.limit = limit
+        """The limit it went over, in bytes, when known (``max_item_bytes``)."""
+        self.index = index
+        """The item's index in the batch, when known."""
 
 
 class InvalidCursorError(InvalidInputError):
@@ -99,9 +124,19 @@ class InvalidCursorError(InvalidInputError):
 class SessionNotFoundError(ConvostoreError, LookupError):
     """No session has the id given to an operation that needs an existing session."""
 
+    def __init__(self, message: str, *, session_id: str | None = None) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+        """The id that names no session."""
+
 
 class SessionExistsError(ConvostoreError):
     """An import met a session that is already stored (and was told to refuse, not skip)."""
+
+    def __init__(self, message: str, *, session_id: str | None = None) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+        """The id of the session that exists."""
 
 
 class SchemaError(ConvostoreError):
@@ -128,6 +163,15 @@ class MissingDependencyError(ConvostoreError, ImportError):
 
 class DecryptionError(ConvostoreError):
     """A stored item cannot be decrypted: wrong or missing key, altered data, or not encrypted."""
+
+    def __init__(
+        self, message: str, *, session_id: str | None = None, position: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+        """The session of the item, when known."""
+        self.position = position
+        """The item's position in its session, when known."""
 
 
 class StorageError(ConvostoreError):

@@ -32,15 +32,15 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .errors import ConfigurationError, SchemaError, UnsupportedDriverError
-from .schema import (
+from ._db.schema import (
     DEFAULT_MESSAGES_TABLE,
     DEFAULT_SESSIONS_TABLE,
     Tables,
     build_tables,
     validate_identifier,
 )
-from .urls import to_async_url
+from ._db.urls import to_async_url
+from .errors import ConfigurationError, SchemaError, UnsupportedDriverError
 
 if TYPE_CHECKING:
     from alembic.config import Config

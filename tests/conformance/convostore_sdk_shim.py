@@ -42,8 +42,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 import convostore
-import convostore.engine
-from convostore._engines import LoopEngines
+import convostore._db.engine
+from convostore._context import Context
 
 _CONFIG: dict[str, Any] = json.loads(Path(os.environ["CONVOSTORE_SDK_SHIM"]).read_text())
 _BACKEND: str = _CONFIG["backend"]
@@ -72,17 +72,15 @@ class _SQLiteShaped(convostore.SQLAlchemySession):
         )
         # As SQLiteSession owns its connection, this session owns its engines, one per event
         # loop, exactly as SQLAlchemySession.from_url makes them.
-        engines = LoopEngines(url, {})
-        super().__init__(
-            session_id,
-            engine=engines.first,
-            create_tables=True,
+        context = Context(
+            url,
             sessions_table=sessions_table,
             messages_table=messages_table,
-            session_settings=session_settings,
+            schema=None,
+            retry=convostore.RetryPolicy(),
+            create_tables=True,
         )
-        self._engines = engines
-        self._owns_engine = True
+        super().__init__(session_id, engine=context, session_settings=session_settings)
 
 
 class ConvostoreSQLiteSession(_SQLiteShaped):
@@ -237,7 +235,7 @@ def _convostore_server_database(
     def mapped_create_async_engine(url: Any, *args: Any, **kwargs: Any) -> Any:
         return real_create(map_url(url), *args, **kwargs)
 
-    monkeypatch.setattr(convostore.engine, "create_async_engine", mapped_create_async_engine)
+    monkeypatch.setattr(convostore._db.engine, "create_async_engine", mapped_create_async_engine)
     module = request.module
     if module is not None:
         if isinstance(getattr(module, "DB_URL", None), str):

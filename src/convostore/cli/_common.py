@@ -27,9 +27,9 @@ from rich.progress import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from .._db.dialect import describe_connect_failure
+from .._store import SessionStore
 from ..errors import ConvostoreError, SchemaError, SessionNotFoundError
-from ..store import SessionStore
-from ..transaction import describe_connect_failure
 
 __all__ = [
     "confirm_destructive",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
+from .._records import PruneReport
+from .._store import SessionStore
 from ..errors import SessionNotFoundError
-from ..records import PruneReport
-from ..store import SessionStore
 from ._common import (
     confirm_destructive,
     open_store,

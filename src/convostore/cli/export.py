@@ -6,8 +6,8 @@ from typing import IO
 
 import click
 
-from ..records import ExportReport
-from ..store import SessionStore
+from .._records import ExportReport
+from .._store import SessionStore
 from ._common import err_console, open_store, print_json, progress_bar, run, store_options
 
 __all__ = ["export"]

@@ -8,8 +8,8 @@ from typing import IO
 
 import click
 
-from ..records import ImportReport
-from ..store import SessionStore
+from .._records import ImportReport
+from .._store import SessionStore
 from ._common import (
     err_console,
     interruptible,

@@ -6,9 +6,9 @@ import datetime as dt
 
 import click
 
-from ..operations import utcnow
-from ..records import PruneReport
-from ..store import SessionStore
+from .._db.schema import utcnow
+from .._records import PruneReport
+from .._store import SessionStore
 from ._common import (
     Duration,
     confirm_destructive,

@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..records import ItemPage, SessionInfo, SessionPage
-from ..store import SessionStore
+from .._records import ItemPage, SessionInfo, SessionPage
+from .._store import SessionStore
 from ._common import Duration, open_store, print_json, run, store_options
 
 __all__ = ["sessions"]

@@ -19,74 +19,29 @@ errors for bad input, and Alembic migrations for the same schema.
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import _compaction
-from ._engines import LoopEngines, serving_engine, track_loop
-from ._table_creation import create_tables
-from .closing import AsyncClosing
-from .codec import encode_items
-from .engine import configure_engine
-from .errors import ConfigurationError, InvalidSessionIdError
-from .idempotency import validate_idempotency_key
-from .keytext import check_key_text
-from .operations import Operations, shared_operations
-from .schema import (
-    DEFAULT_MESSAGES_TABLE,
-    DEFAULT_SESSIONS_TABLE,
-    MAX_SESSION_ID_LENGTH,
-    Tables,
-    build_tables,
+from ._closing import AsyncClosing
+from ._codec import encode_items
+from ._config import (
+    DEFAULT_RETRY,
+    RetryPolicy,
+    SessionSettingsLike,
+    check_limit,
+    coerce_settings,
+    present_settings,
 )
-from .settings import SessionSettingsLike, check_limit, coerce_settings, present_settings
-from .transaction import DEFAULT_RETRY, RetryPolicy
+from ._context import Context
+from ._db import history
+from ._db.schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE, Tables
+from ._validate import validate_idempotency_key, validate_session_id
+from .errors import ConfigurationError
 
-__all__ = ["SQLAlchemySession", "check_schema", "create_tables", "validate_session_id"]
-
-# Engines whose tables were already created in this process, by table set: create_tables
-# then costs nothing after the first session.
-_created: weakref.WeakKeyDictionary[Any, set[Tables]] = weakref.WeakKeyDictionary()
-
-
-def validate_session_id(session_id: Any) -> str:
-    """Return ``session_id`` if it can name a session on every backend.
-
-    A session id is a non-empty ``str`` of at most 255 characters, without NUL characters
-    or lone surrogates. It is compared exactly: case, accents and trailing spaces count.
-
-    Raises:
-        InvalidSessionIdError: The id breaks one of these rules; the message says which.
-    """
-    return check_key_text(
-        session_id,
-        name="session_id",
-        error=InvalidSessionIdError,
-        max_length=MAX_SESSION_ID_LENGTH,
-        expected="a str",
-    )
-
-
-def check_schema(schema: str | None, engine: AsyncEngine) -> str | None:
-    """Return ``schema`` if the engine's database can hold tables in a named schema.
-
-    PostgreSQL has schemas; on MySQL and MariaDB a schema is a database on the same server.
-    A SQLite file has a single schema, so a name there would only point at a database that
-    was never attached.
-
-    Raises:
-        ConfigurationError: ``schema`` is given for a SQLite engine.
-    """
-    if schema is not None and engine.dialect.name == "sqlite":
-        raise ConfigurationError(
-            f"schema={schema!r} is not supported on SQLite (a SQLite file has one schema); "
-            f"use another database file in the URL, or other table names"
-        )
-    return schema
+__all__ = ["SQLAlchemySession"]
 
 
 class SQLAlchemySession(AsyncClosing):
@@ -144,7 +99,7 @@ class SQLAlchemySession(AsyncClosing):
                 engine is not an ``AsyncEngine``.
         """
         self.session_id = validate_session_id(session_id)
-        if not isinstance(engine, AsyncEngine):
+        if not isinstance(engine, (AsyncEngine, Context)):
             raise ConfigurationError(
                 f"engine must be a sqlalchemy.ext.asyncio.AsyncEngine, got "
                 f"{type(engine).__name__}; use SQLAlchemySession.from_url(...) for a URL"
@@ -152,25 +107,20 @@ class SQLAlchemySession(AsyncClosing):
         if ensure_ascii is not None and not isinstance(ensure_ascii, bool):
             raise ConfigurationError(f"ensure_ascii must be a bool, got {ensure_ascii!r}")
         self._settings = coerce_settings(session_settings)
-        self._tables = build_tables(sessions_table, messages_table, check_schema(schema, engine))
-        self._given_engine = engine
-        # Set by from_url (and by a store opened from a URL): one engine per event loop.
-        self._engines: LoopEngines | None = None
-        self._owns_engine = False
-        self._retry = retry
-        self._create_tables = create_tables
-        configure_engine(engine)
-        track_loop(engine)
-        if max_item_bytes is not None and (
-            isinstance(max_item_bytes, bool)
-            or not isinstance(max_item_bytes, int)
-            or max_item_bytes < 1
-        ):
-            raise ConfigurationError(
-                f"max_item_bytes must be None or an integer >= 1, got {max_item_bytes!r}"
+        # from_url hands in a context it made from the URL (one engine per event loop).
+        self._context = (
+            engine
+            if isinstance(engine, Context)
+            else Context(
+                engine,
+                sessions_table=sessions_table,
+                messages_table=messages_table,
+                schema=schema,
+                retry=retry,
+                create_tables=create_tables,
+                max_item_bytes=max_item_bytes,
             )
-        self.max_item_bytes = max_item_bytes
-        """The largest item, in bytes of stored JSON, that :meth:`add_items` accepts."""
+        )
 
     @classmethod
     def from_url(
@@ -201,16 +151,28 @@ class SQLAlchemySession(AsyncClosing):
             ConfigurationError: The URL or another argument is unusable.
         """
         validate_session_id(session_id)
-        engines = LoopEngines(url, engine_kwargs or {})
+        if not isinstance(url, (str, URL)):
+            raise ConfigurationError(f"url must be a str or a URL, got {type(url).__name__}")
+        if engine_kwargs is not None and not isinstance(engine_kwargs, dict):
+            raise ConfigurationError(
+                f"engine_kwargs must be a dict, got {type(engine_kwargs).__name__}"
+            )
+        options = dict(kwargs)
+        context = Context(
+            url,
+            sessions_table=options.pop("sessions_table", DEFAULT_SESSIONS_TABLE),
+            messages_table=options.pop("messages_table", DEFAULT_MESSAGES_TABLE),
+            schema=options.pop("schema", None),
+            retry=options.pop("retry", DEFAULT_RETRY),
+            create_tables=options.pop("create_tables", False),
+            max_item_bytes=options.pop("max_item_bytes", None),
+            engine_kwargs=engine_kwargs or {},
+        )
         try:
-            session = cls(session_id, engine=engines.first, **kwargs)
+            return cls(session_id, engine=context, **options)  # type: ignore[arg-type]
         except BaseException:
-            # Nothing has connected yet; dropping the pool is enough.
-            engines.first.sync_engine.pool.dispose()
+            context.discard()
             raise
-        session._engines = engines
-        session._owns_engine = True
-        return session
 
     @property
     def engine(self) -> AsyncEngine:
@@ -222,16 +184,7 @@ class SQLAlchemySession(AsyncClosing):
         Raises:
             EventLoopError: The engine passed in holds connections of another event loop.
         """
-        return serving_engine(self._engines, self._given_engine)
-
-    @property
-    def _engine(self) -> AsyncEngine:
-        return self.engine
-
-    @property
-    def _ops(self) -> Operations:
-        # One lookup on the engine: statements are built once per engine and table set.
-        return shared_operations(self.engine, self._tables, self._retry)
+        return self._context.engine
 
     # Typed Any on purpose: the Agents SDK's Session protocol declares this attribute with
     # its own SessionSettings class, and a narrower type here would make type checkers reject
@@ -257,11 +210,17 @@ class SQLAlchemySession(AsyncClosing):
     @property
     def tables(self) -> Tables:
         """The session's tables and their ``MetaData``."""
-        return self._tables
+        return self._context.tables
+
+    @property
+    def max_item_bytes(self) -> int | None:
+        """The largest item, in bytes of stored JSON, that :meth:`add_items` accepts."""
+        return self._context.max_item_bytes
 
     def __repr__(self) -> str:
-        url = self._given_engine.url.render_as_string(hide_password=True)
-        return f"<SQLAlchemySession session_id={self.session_id!r} url={url!r}>"
+        return (
+            f"<SQLAlchemySession session_id={self.session_id!r} url={self._context.describe()!r}>"
+        )
 
     # -- the session protocol -------------------------------------------------------------
 
@@ -279,8 +238,8 @@ class SQLAlchemySession(AsyncClosing):
         if limit is None:
             # Settings are plain objects an application may change after validation.
             limit = check_limit(self._settings.limit, "session_settings.limit")
-        await self._ensure_tables()
-        return await self._ops.get(self.session_id, limit)
+        db = await self._context.ready()
+        return await history.get(db, self.session_id, limit, retry=self._context.retry)
 
     async def add_items(self, items: list[Any], *, idempotency_key: str | None = None) -> None:
         """Append ``items`` after everything already stored, as one transaction.
@@ -305,11 +264,19 @@ class SQLAlchemySession(AsyncClosing):
         """
         if idempotency_key is not None:
             validate_idempotency_key(idempotency_key)
-        texts = encode_items(items, max_item_bytes=self.max_item_bytes)
+        texts = encode_items(items, max_item_bytes=self._context.max_item_bytes)
         if not texts:
             return
-        await self._ensure_tables()
-        await self._ops.add(self.session_id, texts, then=self._on_write(), key=idempotency_key)
+        db = await self._context.ready()
+        await history.add(
+            db,
+            self.session_id,
+            texts,
+            retry=self._context.retry,
+            key=idempotency_key,
+            keep_last=self._context.max_items_per_session,
+            record=self._record_to_fill(),
+        )
 
     async def pop_item(self) -> Any | None:
         """Remove and return the latest item, or ``None`` if the session has none.
@@ -317,19 +284,13 @@ class SQLAlchemySession(AsyncClosing):
         Under concurrency each item is returned by at most one call. A stored item whose JSON
         is corrupt is removed, logged and skipped.
         """
-        await self._ensure_tables()
-        while True:
-            popped = await self._ops.pop(self.session_id)
-            if popped is None:
-                return None
-            items = self._ops.decode_rows(self.session_id, [popped])
-            if items:
-                return items[0]
+        db = await self._context.ready()
+        return await history.pop(db, self.session_id, retry=self._context.retry)
 
     async def clear_session(self) -> None:
         """Remove this session and all its items; other sessions are untouched."""
-        await self._ensure_tables()
-        await self._ops.clear(self.session_id)
+        db = await self._context.ready()
+        await history.clear(db, self.session_id, retry=self._context.retry)
 
     # The Agents SDK's private compaction hooks (openai-agents 0.24), offered only for the
     # SDK versions whose protocol convostore knows: see convostore._compaction.
@@ -340,29 +301,8 @@ class SQLAlchemySession(AsyncClosing):
 
     async def close(self) -> None:
         """Dispose the engine if :meth:`from_url` created it; otherwise do nothing."""
-        if not self._owns_engine:
-            return
-        if self._engines is not None:
-            await self._engines.dispose()
-        else:
-            await self._given_engine.dispose()
+        await self._context.dispose()
 
-    def _on_write(self) -> Callable[[AsyncConnection], Awaitable[None]] | None:
-        """Return more SQL for :meth:`add_items` to run in its transaction, or ``None``.
-
-        A store's sessions trim and record their metadata there.
-        """
+    def _record_to_fill(self) -> dict[str, Any] | None:
+        """The session record a write fills in where it is empty (a store's sessions)."""
         return None
-
-    # -- tables ---------------------------------------------------------------------------
-
-    async def _ensure_tables(self) -> None:
-        if not self._create_tables:
-            return
-        done = _created.setdefault(self._engine.sync_engine, set())
-        if self._tables not in done:
-            # Concurrent first uses (tasks, threads, processes) all get here: the
-            # database's lock inside create_tables lets one of them create the tables.
-            await create_tables(self._engine, self._tables)
-            done.add(self._tables)
-        self._create_tables = False

@@ -3,7 +3,7 @@
 Usage::
 
     from convostore import SQLAlchemySession
-    from convostore.encryption import EncryptedSession, generate_key
+    from convostore import EncryptedSession, generate_key
 
     key = generate_key()  # keep it in your secrets manager, not in the database
     inner = SQLAlchemySession.from_url("user-123", url="postgresql://app@db/agents")
@@ -28,16 +28,16 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .chunks import assemble, rewrite
-from .closing import AsyncClosing
-from .codec import decode_item, encode_item, encode_items
+from ._closing import AsyncClosing
+from ._codec import decode_item, encode_item, encode_items
+from ._db import chunks
+from ._db.chunks import assemble, rewrite
+from ._db.runner import run_write
+from ._protocol import Session
+from ._session import SQLAlchemySession
 from .errors import ConfigurationError, DecryptionError
-from .protocol import Session
-from .session import SQLAlchemySession
-from .transaction import run_write
 
 if TYPE_CHECKING:
     from cryptography.fernet import MultiFernet
@@ -166,23 +166,19 @@ class EncryptedSession(AsyncClosing):
         inner = self._inner
         if not isinstance(inner, SQLAlchemySession):
             raise ConfigurationError("rotate() needs an SQLAlchemySession inside")
-        m = inner.tables.messages
         session_id = inner.session_id
-        size = await inner._ops.chunk_chars()
+        context = inner._context
+        db = await context.ready()
+        size = await chunks.chunk_chars(db, retry=context.retry)
+        # Locking every row: a concurrent writer of an item waits for the rotation.
+        locked = db.statements.select_all.with_for_update()
 
         async def work(conn: AsyncConnection) -> int:
-            rows = (
-                await conn.execute(
-                    select(m.c.position, m.c.message_data, m.c.chunk_count)
-                    .where(m.c.session_id == session_id)
-                    .order_by(m.c.position)
-                    .with_for_update()
-                )
-            ).all()
+            rows = (await conn.execute(locked, {"sid": session_id})).all()
             rewritten = 0
             # Large items come whole from their chunks; a batch of rows at a time would bound
             # memory, but a session's items are read whole by get_items anyway.
-            for position, text in await assemble(conn, inner.tables, session_id, rows):
+            for position, text in await assemble(conn, db.statements, session_id, rows):
                 stored = decode_item(text)
                 if not (isinstance(stored, dict) and stored.get(MARKER) == 1):
                     continue
@@ -191,14 +187,16 @@ class EncryptedSession(AsyncClosing):
                 except (self._invalid_token, KeyError, UnicodeEncodeError):
                     raise DecryptionError(
                         f"item at position {position} of session {session_id!r} cannot be "
-                        f"decrypted with any of the keys supplied; nothing was re-encrypted"
+                        f"decrypted with any of the keys supplied; nothing was re-encrypted",
+                        session_id=session_id,
+                        position=position,
                     ) from None
                 sealed = encode_item({MARKER: 1, "token": token.decode("ascii")})
-                await rewrite(conn, inner.tables, session_id, position, sealed, size)
+                await rewrite(conn, db.statements, session_id, position, sealed, size)
                 rewritten += 1
             return rewritten
 
-        return await run_write(inner.engine, work)
+        return await run_write(db, work, retry=context.retry)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -220,7 +218,8 @@ class EncryptedSession(AsyncClosing):
                 return stored
             raise DecryptionError(
                 f"an item of session {self.session_id!r} is not encrypted; pass "
-                f"allow_plaintext=True to read items stored before encryption was turned on"
+                f"allow_plaintext=True to read items stored before encryption was turned on",
+                session_id=self.session_id,
             )
         try:
             plain = self._fernet.decrypt(str(stored.get("token", "")).encode("ascii"))
@@ -228,5 +227,6 @@ class EncryptedSession(AsyncClosing):
         except (self._invalid_token, UnicodeError, ValueError):
             raise DecryptionError(
                 f"an item of session {self.session_id!r} cannot be decrypted with any of the "
-                f"keys supplied (wrong key, or the stored token was altered)"
+                f"keys supplied (wrong key, or the stored token was altered)",
+                session_id=self.session_id,
             ) from None

@@ -19,28 +19,53 @@ before anything is written. The rules:
 - strings must be valid Unicode: a lone surrogate (``"\ud800"``) cannot be stored as UTF-8.
   Any other character, NUL included, is stored (escaped by JSON where needed);
 - integers of any size round-trip (they are JSON text, not a database number type).
+
+A stored row whose JSON does not decode (written by something other than convostore) is
+skipped by every read and pop, logged at ``WARNING`` with its session and position, and
+counted (:func:`corrupt_items_skipped`): the policy lives here, in :func:`decode_rows`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .errors import InvalidItemError, PayloadTooLargeError
 
-__all__ = ["MAX_DEPTH", "decode_item", "encode_item", "encode_items"]
+__all__ = [
+    "MAX_DEPTH",
+    "compact_json",
+    "corrupt_items_skipped",
+    "decode_item",
+    "decode_or_skip",
+    "decode_positioned",
+    "decode_rows",
+    "encode_item",
+    "encode_items",
+]
 
 MAX_DEPTH = 256
 """How deeply containers may nest in an item, the item itself being level 1."""
 
 logger = logging.getLogger("convostore")
 
+# The one set of JSON options for everything convostore stores: compact, UTF-8 kept as it
+# is, no NaN or Infinity.
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _decoder = json.JSONDecoder()
 # The decoder's scanner (set by its constructor; the type stubs leave it out).
 _scan: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
+
+
+def compact_json(value: Any) -> str:
+    """Return ``value`` as the compact JSON text convostore stores (items, metadata, exports).
+
+    Raises:
+        TypeError, ValueError: ``value`` is not JSON (as :func:`json.dumps` raises them).
+    """
+    return _encoder.encode(value)
 
 
 def encode_item(item: Any) -> str:
@@ -121,14 +146,17 @@ def encode_items(items: Any, *, max_item_bytes: int | None = None) -> list[str]:
         try:
             text = encode_item(item)
         except InvalidItemError as exc:
-            raise InvalidItemError(f"items[{index}]: {exc}") from None
+            raise InvalidItemError(f"items[{index}]: {exc}", index=index) from None
         # A character is 1 to 4 UTF-8 bytes: count bytes only when that can matter.
         if max_item_bytes is not None and len(text) * 4 > max_item_bytes:
             size = len(text) if text.isascii() else len(text.encode("utf-8"))
             if size > max_item_bytes:
                 raise PayloadTooLargeError(
                     f"items[{index}] is {size:,} bytes as stored JSON, over this store's "
-                    f"max_item_bytes limit of {max_item_bytes:,} bytes; nothing was written"
+                    f"max_item_bytes limit of {max_item_bytes:,} bytes; nothing was written",
+                    size=size,
+                    limit=max_item_bytes,
+                    index=index,
                 )
         encoded.append(text)
     return encoded
@@ -157,3 +185,59 @@ def decode_item(text: str) -> Any:
         return value
     except RecursionError:
         raise ValueError("the stored JSON is nested too deeply to decode") from None
+
+
+# Reads and pops that skip a corrupt row count it here, so a monitoring job can alert on a
+# count that moves without scraping logs. One process-wide number; the event loop and the
+# GIL make the increment safe.
+_skipped = [0]
+
+
+def corrupt_items_skipped() -> int:
+    """How many corrupt rows reads and pops have skipped in this process since it started.
+
+    Each skip is also logged at ``WARNING`` with its session and position;
+    ``SessionStore.find_corrupt_items`` lists the rows themselves.
+    """
+    return _skipped[0]
+
+
+def _skip(session_id: str, position: int, exc: ValueError) -> None:
+    _skipped[0] += 1
+    logger.warning(
+        "convostore: skipped a corrupt item in session %r at position %d: %s",
+        session_id,
+        position,
+        exc,
+    )
+
+
+def decode_or_skip(session_id: str, position: int, text: str) -> tuple[bool, Any]:
+    """Decode one stored item: ``(True, item)``, or ``(False, None)`` for a corrupt one."""
+    try:
+        return True, decode_item(text)
+    except ValueError as exc:
+        _skip(session_id, position, exc)
+        return False, None
+
+
+def decode_rows(session_id: str, rows: Iterable[tuple[int, str]]) -> list[Any]:
+    """Decode stored ``(position, text)`` rows into items, skipping corrupt ones."""
+    items = []
+    for position, text in rows:
+        try:
+            items.append(decode_item(text))
+        except ValueError as exc:
+            _skip(session_id, position, exc)
+    return items
+
+
+def decode_positioned(session_id: str, rows: Iterable[tuple[int, str]]) -> list[tuple[int, Any]]:
+    """Decode stored ``(position, text)`` rows into ``(position, item)``, skipping corrupt ones."""
+    items = []
+    for position, text in rows:
+        try:
+            items.append((position, decode_item(text)))
+        except ValueError as exc:
+            _skip(session_id, position, exc)
+    return items

@@ -23,27 +23,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 from collections.abc import Callable, Iterable
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .chunks import assemble, chunk_rows, read_whole, split
-from .codec import decode_item, encode_item
-from .errors import InvalidInputError, InvalidItemError, SessionExistsError
-from .keytext import check_user_id
-from .records import ExportReport, ImportReport
-from .session import validate_session_id
-from .transaction import run_read, run_write
-
-if TYPE_CHECKING:
-    from .store import SessionStore
+from .._codec import compact_json, decode_or_skip, encode_item
+from .._context import Context
+from .._db import chunks
+from .._db.chunks import assemble, chunk_rows, split
+from .._db.runner import run_read, run_write
+from .._records import ExportReport, ImportReport
+from .._validate import check_user_id, validate_session_id
+from ..errors import InvalidInputError, InvalidItemError, SessionExistsError, SessionNotFoundError
 
 __all__ = ["FORMAT_VERSION", "export_sessions", "import_sessions"]
-
-logger = logging.getLogger("convostore")
 
 FORMAT_VERSION = 1
 """The value of each record's ``"convostore"`` key."""
@@ -55,7 +50,7 @@ _IMPORT_SESSIONS_PER_TRANSACTION = 500
 
 
 async def export_sessions(
-    store: SessionStore,
+    ctx: Context,
     out: IO[str],
     *,
     session_ids: Iterable[str] | None = None,
@@ -65,7 +60,7 @@ async def export_sessions(
     """Write sessions to ``out`` as JSON Lines, one session per line.
 
     Args:
-        store: The store to read.
+        ctx: The store's context.
         out: A text stream to write to.
         session_ids: Only these sessions (each must exist); all of them if ``None``.
         user_id: Only this user's sessions.
@@ -75,9 +70,11 @@ async def export_sessions(
         SessionNotFoundError: One of ``session_ids`` does not exist (the sessions before it
             have been written).
     """
+    if user_id is not None:
+        check_user_id(user_id)
     report = ExportReport()
-    async for row in _session_rows(store, session_ids, user_id):
-        items = await _export_one(store, row, out)
+    async for row in _session_rows(ctx, session_ids, user_id):
+        items = await _export_one(ctx, row, out)
         report.sessions += 1
         report.items += items
         if progress is not None:
@@ -86,9 +83,9 @@ async def export_sessions(
 
 
 async def _session_rows(
-    store: SessionStore, session_ids: Iterable[str] | None, user_id: str | None
+    ctx: Context, session_ids: Iterable[str] | None, user_id: str | None
 ) -> Any:
-    s = store.tables.sessions
+    s = ctx.tables.sessions
     cols = [
         s.c.session_id,
         s.c.created_at,
@@ -98,7 +95,7 @@ async def _session_rows(
         s.c.user_id,
         s.c.metadata,
     ]
-    engine, retry = store.engine, store.retry
+    db = await ctx.ready()
     if session_ids is not None:
         one = select(*cols).where(s.c.session_id == bindparam("sid"))
         for session_id in session_ids:
@@ -107,9 +104,11 @@ async def _session_rows(
             async def read_one(conn: AsyncConnection, sid: str = session_id) -> Any:
                 return (await conn.execute(one, {"sid": sid})).first()
 
-            row = await run_read(engine, read_one, retry=retry)
+            row = await run_read(db, read_one, retry=ctx.retry)
             if row is None:
-                await store.require_session_info(session_id)  # raises SessionNotFoundError
+                raise SessionNotFoundError(
+                    f"no session with id {session_id!r}", session_id=session_id
+                )
             yield row
         return
     base = select(*cols).order_by(s.c.session_id).limit(_SESSION_BATCH)
@@ -122,7 +121,7 @@ async def _session_rows(
         async def read(conn: AsyncConnection, stmt: Any = stmt) -> list[Any]:
             return list((await conn.execute(stmt)).all())
 
-        rows = await run_read(engine, read, retry=retry)
+        rows = await run_read(db, read, retry=ctx.retry)
         for row in rows:
             yield row
         if len(rows) < _SESSION_BATCH:
@@ -130,9 +129,10 @@ async def _session_rows(
         last = rows[-1].session_id
 
 
-async def _export_one(store: SessionStore, row: Any, out: IO[str]) -> int:
+async def _export_one(ctx: Context, row: Any, out: IO[str]) -> int:
     """Write one session's line; return how many items it held."""
-    m = store.tables.messages
+    db = await ctx.ready()
+    m = ctx.tables.messages
     session_id = str(row.session_id)
     batch_stmt = (
         select(m.c.position, m.c.message_data, m.c.chunk_count)
@@ -147,23 +147,15 @@ async def _export_one(store: SessionStore, row: Any, out: IO[str]) -> int:
 
         async def read(conn: AsyncConnection, after: int = after) -> list[tuple[int, str]]:
             result = await conn.execute(batch_stmt, {"sid": session_id, "after": after})
-            return await assemble(conn, store.tables, session_id, result.all())
+            return await assemble(conn, db.statements, session_id, result.all())
 
-        rows = await read_whole(store.engine, read, retry=store.retry)
+        rows = await run_read(db, read, retry=ctx.retry)
         if not head_written:
             first = rows[0][0] if rows else int(row.next_position)
             out.write(_head(row, first))
             head_written = True
         for position, text in rows:
-            try:
-                decode_item(text)
-            except ValueError as exc:
-                logger.warning(
-                    "convostore: export skipped a corrupt item in session %r at position %d: %s",
-                    session_id,
-                    position,
-                    exc,
-                )
+            if not decode_or_skip(session_id, position, text)[0]:
                 continue
             # Stored text is compact JSON already: written as it is, byte for byte.
             out.write(("," if written else "") + text)
@@ -186,7 +178,7 @@ def _head(row: Any, first_position: int) -> str:
         "first_position": first_position,
         "next_position": int(row.next_position),
     }
-    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    text = compact_json(record)
     return text[:-1] + ',"items":['
 
 
@@ -209,7 +201,7 @@ class _Pending:
 
 
 async def import_sessions(
-    store: SessionStore,
+    ctx: Context,
     lines: Iterable[str],
     *,
     on_existing: str = "error",
@@ -218,7 +210,7 @@ async def import_sessions(
     """Store the sessions of JSON Lines written by :func:`export_sessions`.
 
     Args:
-        store: The store to write to.
+        ctx: The store's context.
         lines: The input, a line at a time (an open text file works).
         on_existing: ``"error"`` to stop at a session that already exists, raising
             :class:`SessionExistsError` (the sessions before it stay stored); ``"skip"`` to
@@ -246,10 +238,10 @@ async def import_sessions(
             group_items >= _IMPORT_ITEMS_PER_TRANSACTION
             or len(group) >= _IMPORT_SESSIONS_PER_TRANSACTION
         ):
-            await _write_group(store, group, on_existing, report, progress)
+            await _write_group(ctx, group, on_existing, report, progress)
             group, group_items = [], 0
     if group:
-        await _write_group(store, group, on_existing, report, progress)
+        await _write_group(ctx, group, on_existing, report, progress)
     return report
 
 
@@ -298,14 +290,14 @@ def _parse(line: str, number: int) -> _Pending:
 
 
 async def _write_group(
-    store: SessionStore,
+    ctx: Context,
     group: list[_Pending],
     on_existing: str,
     report: ImportReport,
     progress: Callable[[int, int], None] | None,
 ) -> None:
     """Write a group of sessions in one transaction, after checking which exist."""
-    s, m = store.tables.sessions, store.tables.messages
+    s, m = ctx.tables.sessions, ctx.tables.messages
     ids = [p.session_id for p in group]
     if len(set(ids)) != len(ids):
         duplicate = next(i for i in ids if ids.count(i) > 1)
@@ -314,7 +306,8 @@ async def _write_group(
         s.c.session_id.in_(bindparam("ids", expanding=True))
     )
 
-    size = await store.operations.chunk_chars([text for p in group for text in p.texts])
+    db = await ctx.ready()
+    size = await chunks.chunk_chars(db, [text for p in group for text in p.texts], retry=ctx.retry)
 
     async def work(conn: AsyncConnection) -> tuple[list[str], int]:
         result = await conn.execute(existing_stmt, {"ids": ids})
@@ -323,7 +316,8 @@ async def _write_group(
             first = next(i for i in ids if i in existing)
             raise SessionExistsError(
                 f"session {first!r} already exists; nothing of it was imported (import with "
-                f"on_existing='skip' / --skip-existing to leave existing sessions alone)"
+                f"on_existing='skip' / --skip-existing to leave existing sessions alone)",
+                session_id=first,
             )
         fresh = [p for p in group if p.session_id not in existing]
         if fresh:
@@ -357,10 +351,10 @@ async def _write_group(
             items += len(chunk)
         for piece in pieces:
             # One statement per piece of a large item, each within the server's packet limit.
-            await conn.execute(insert(store.tables.chunks), piece)
+            await conn.execute(db.statements.insert_chunk, piece)
         return sorted(existing), items
 
-    skipped, items = await run_write(store.engine, work, retry=store.retry)
+    skipped, items = await run_write(db, work, retry=ctx.retry)
     report.skipped.extend(skipped)
     report.sessions += len(group) - len(skipped)
     report.items += items

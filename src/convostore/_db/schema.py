@@ -15,7 +15,7 @@ Four tables, all keyed by ``session_id`` so that every hot query stays on one se
     and the index that serves ``ORDER BY position DESC LIMIT n`` without a sort.
 
 ``<messages>_chunks`` (see :func:`chunks_table_name`)
-    The pieces of items too large for one row (``convostore.chunks``): primary key
+    The pieces of items too large for one row (``convostore._db.chunks``): primary key
     ``(session_id, position, chunk_no)``, the text in ``data``, and a foreign key to the
     message row with ``ON DELETE CASCADE``. The message row's ``chunk_count`` says how many
     pieces follow its ``message_data`` (0 for every item that fits in one row).
@@ -58,9 +58,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
-from .errors import ConfigurationError
+from .._codec import compact_json
+from ..errors import ConfigurationError
 
 __all__ = [
+    "utcnow",
     "DEFAULT_MESSAGES_TABLE",
     "DEFAULT_SESSIONS_TABLE",
     "JSONObjectText",
@@ -68,7 +70,7 @@ __all__ = [
     "MAX_SESSION_ID_LENGTH",
     "NAMING_CONVENTION",
     "PayloadText",
-    "SessionIdString",
+    "ExactString",
     "Tables",
     "UTCDateTime",
     "build_tables",
@@ -119,8 +121,10 @@ def validate_identifier(name: str, what: str) -> str:
     return name
 
 
-class SessionIdString(TypeDecorator[str]):
-    """A session id: ``VARCHAR(255)`` that compares byte for byte on every backend.
+class ExactString(TypeDecorator[str]):
+    """Text that names something exactly (session ids, user ids, idempotency keys).
+
+    ``VARCHAR(255)`` that compares byte for byte on every backend.
 
     MySQL and MariaDB compare strings case- and accent-insensitively by default, and their
     ``_bin`` collations still ignore trailing spaces; the id column uses the NO PAD binary
@@ -181,7 +185,7 @@ class JSONObjectText(TypeDecorator[dict[str, Any]]):
         """Encode the object as compact JSON."""
         if value is None:
             return None
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return compact_json(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dict[str, Any] | None:
         """Decode the stored JSON text."""
@@ -229,6 +233,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(dt.timezone.utc)  # type: ignore[no-any-return]
 
 
+def utcnow() -> dt.datetime:
+    """Return the current time in UTC; the one clock convostore reads (for timestamps only)."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
 def _suffixed(name: str, suffix: str) -> str:
     """``<name>_<suffix>``, shortened with a hash of ``name`` if longer than 63 characters."""
     full = f"{name}_{suffix}"
@@ -255,6 +264,10 @@ def keys_table_name(sessions_table: str) -> str:
     unique to it and at most 63 characters long.
     """
     return _suffixed(sessions_table, "keys")
+
+
+# Every table: InnoDB (row locks, foreign keys) and 4-byte UTF-8 on MySQL/MariaDB.
+_MYSQL_TABLE: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 
 
 @dataclass(frozen=True)
@@ -320,42 +333,40 @@ def build_tables(
     sessions = Table(
         sessions_table,
         metadata,
-        Column("session_id", SessionIdString(), nullable=False),
+        Column("session_id", ExactString(), nullable=False),
         Column("next_position", BigInteger(), nullable=False),
         Column("item_count", BigInteger(), nullable=False),
         Column("created_at", UTCDateTime(), nullable=False),
         Column("updated_at", UTCDateTime(), nullable=False),
         # Compared exactly, like session ids: "User-7" and "user-7" are two users.
-        Column("user_id", SessionIdString(), nullable=True),
+        Column("user_id", ExactString(), nullable=True),
         Column("metadata", JSONObjectText(), nullable=True),
         PrimaryKeyConstraint("session_id"),
         # A user's sessions newest first (list_sessions, delete_user); all sessions by age
         # (list_sessions, prune). Names come from NAMING_CONVENTION.
         Index(None, "user_id", "updated_at"),
         Index(None, "updated_at"),
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
+        **_MYSQL_TABLE,
     )
     sessions_id = f"{schema}.{sessions_table}" if schema else sessions_table
     messages = Table(
         messages_table,
         metadata,
-        Column("session_id", SessionIdString(), nullable=False),
+        Column("session_id", ExactString(), nullable=False),
         Column("position", BigInteger(), nullable=False, autoincrement=False),
         Column("message_data", PayloadText(), nullable=False),
         Column("created_at", UTCDateTime(), nullable=False),
-        # Pieces of the item in the chunks table after message_data (convostore.chunks).
+        # Pieces of the item in the chunks table after message_data (convostore._db.chunks).
         Column("chunk_count", Integer(), nullable=False, server_default=text("0")),
         PrimaryKeyConstraint("session_id", "position"),
         ForeignKeyConstraint(["session_id"], [f"{sessions_id}.session_id"], ondelete="CASCADE"),
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
+        **_MYSQL_TABLE,
     )
     messages_id = f"{schema}.{messages_table}" if schema else messages_table
     chunks = Table(
         chunks_table,
         metadata,
-        Column("session_id", SessionIdString(), nullable=False),
+        Column("session_id", ExactString(), nullable=False),
         Column("position", BigInteger(), nullable=False, autoincrement=False),
         Column("chunk_no", Integer(), nullable=False, autoincrement=False),
         Column("data", PayloadText(), nullable=False),
@@ -365,21 +376,19 @@ def build_tables(
             [f"{messages_id}.session_id", f"{messages_id}.position"],
             ondelete="CASCADE",
         ),
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
+        **_MYSQL_TABLE,
     )
     keys = Table(
         keys_table,
         metadata,
-        Column("session_id", SessionIdString(), nullable=False),
+        Column("session_id", ExactString(), nullable=False),
         # Compared exactly, like session ids: "Retry-1" and "retry-1" are two keys.
-        Column("idempotency_key", SessionIdString(), nullable=False),
+        Column("idempotency_key", ExactString(), nullable=False),
         Column("created_at", UTCDateTime(), nullable=False),
         PrimaryKeyConstraint("session_id", "idempotency_key"),
         ForeignKeyConstraint(["session_id"], [f"{sessions_id}.session_id"], ondelete="CASCADE"),
-        # Pruning keys by age (convostore.idempotency.prune_keys).
+        # Pruning keys by age (SessionStore.prune_keys).
         Index(None, "created_at"),
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
+        **_MYSQL_TABLE,
     )
     return Tables(metadata=metadata, sessions=sessions, messages=messages, keys=keys, chunks=chunks)

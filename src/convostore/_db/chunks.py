@@ -6,7 +6,7 @@ text is longer than the store's chunk size is therefore stored in pieces:
 
 - its message row holds the first ``chunk_chars`` characters in ``message_data`` and the
   number of further pieces in ``chunk_count`` (0, the default, for every item that fits);
-- the chunks table (``<messages>_chunks``, see :func:`convostore.schema.chunks_table_name`)
+- the chunks table (``<messages>_chunks``, see :func:`convostore._db.schema.chunks_table_name`)
   holds the other pieces, keyed ``(session_id, position, chunk_no)`` with ``chunk_no`` from 1,
   with a foreign key to the message row ``ON DELETE CASCADE``: every path that deletes an
   item (pop, clear, trim, prune, delete) deletes its chunks with it.
@@ -22,29 +22,24 @@ query per read; a session without large items reads exactly as before.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .errors import StorageError
-from .schema import Tables
-from .transaction import DEFAULT_RETRY, RetryPolicy, run_read
-
-T = TypeVar("T")
-
-# Reads that met an item deleted between their two statements, run again this often at most.
-_INCOMPLETE_TRIES = 5
+from .._config import RetryPolicy
+from .engine import Database
+from .runner import ReadAgain, run_read
+from .statements import Statements
 
 __all__ = [
     "DEFAULT_CHUNK_CHARS",
     "MYSQL_STATEMENT_OVERHEAD",
     "IncompleteItemError",
     "assemble",
+    "chunk_chars",
     "chunk_chars_for_packet",
     "chunk_rows",
-    "read_whole",
     "rewrite",
     "split",
 ]
@@ -55,9 +50,37 @@ DEFAULT_CHUNK_CHARS = 4 * 1024 * 1024
 MYSQL_STATEMENT_OVERHEAD = 4096
 """Bytes of a MySQL statement besides the piece: the INSERT text and the other columns."""
 
+# Below this many bytes a batch cannot reach any max_allowed_packet a server allows (1 MB
+# is the smallest MySQL and MariaDB default there has ever been), so the setting is not read.
+_MYSQL_PACKET_FLOOR = 1 << 20
 
-class IncompleteItemError(Exception):
+
+class IncompleteItemError(ReadAgain):
     """An item's chunks were not all found: it was deleted between two statements of a read."""
+
+
+async def chunk_chars(db: Database, texts: Sequence[str] = (), *, retry: RetryPolicy) -> int:
+    """Characters of an item kept per row; longer items are stored in chunks.
+
+    On MySQL/MariaDB it follows the server's ``max_allowed_packet`` (read once per engine,
+    and only when one of ``texts``, if given, could come near it).
+    """
+    state = db.state
+    if not state.is_mysql:
+        return DEFAULT_CHUNK_CHARS
+    largest = max((len(text) for text in texts), default=None)
+    # A character is at most 4 bytes in the statement; skip the query when even that
+    # cannot reach the smallest packet limit a server has.
+    if largest is not None and largest * 4 + MYSQL_STATEMENT_OVERHEAD <= _MYSQL_PACKET_FLOOR:
+        return chunk_chars_for_packet(_MYSQL_PACKET_FLOOR)
+    if state.max_allowed_packet is None:
+
+        async def work(conn: AsyncConnection) -> int:
+            result = await conn.exec_driver_sql("SELECT @@max_allowed_packet")
+            return int(result.scalar_one())
+
+        state.max_allowed_packet = await run_read(db, work, retry=retry)
+    return chunk_chars_for_packet(state.max_allowed_packet)
 
 
 def chunk_chars_for_packet(max_allowed_packet: int) -> int:
@@ -84,7 +107,7 @@ def chunk_rows(session_id: str, position: int, pieces: Sequence[str]) -> list[di
 
 
 async def assemble(
-    conn: AsyncConnection, tables: Tables, session_id: str, rows: Iterable[Any]
+    conn: AsyncConnection, sql: Statements, session_id: str, rows: Iterable[Any]
 ) -> list[tuple[int, str]]:
     """Return ``(position, text)`` for rows of ``(position, message_data, chunk_count)``.
 
@@ -92,18 +115,13 @@ async def assemble(
 
     Raises:
         IncompleteItemError: Some chunks are missing (the item was deleted meanwhile: a read
-            outside a transaction should be run again).
+            outside a transaction is run again).
     """
     rows = list(rows)
     wanted = {int(row[0]): int(row[2]) for row in rows if row[2]}
     if not wanted:
         return [(int(row[0]), row[1]) for row in rows]
-    c = tables.chunks
-    result = await conn.execute(
-        select(c.c.position, c.c.data)
-        .where(c.c.session_id == session_id, c.c.position.in_(sorted(wanted)))
-        .order_by(c.c.position, c.c.chunk_no)
-    )
+    result = await conn.execute(sql.select_chunks, {"sid": session_id, "positions": sorted(wanted)})
     pieces: dict[int, list[str]] = {}
     for position, data in result:
         pieces.setdefault(int(position), []).append(data)
@@ -122,40 +140,15 @@ async def assemble(
     return out
 
 
-async def read_whole(
-    engine: AsyncEngine,
-    work: Callable[[AsyncConnection], Awaitable[T]],
-    *,
-    retry: RetryPolicy = DEFAULT_RETRY,
-) -> T:
-    """:func:`~convostore.transaction.run_read`, run again if ``work`` met a half-deleted item.
-
-    Reads outside a transaction (PostgreSQL's autocommit reads, SQLite's) see each statement
-    at its own moment: an item popped between the read of its row and of its chunks is
-    missing chunks, and the read is simply repeated.
-    """
-    for _ in range(_INCOMPLETE_TRIES - 1):
-        try:
-            return await run_read(engine, work, retry=retry)
-        except IncompleteItemError:
-            continue
-    try:
-        return await run_read(engine, work, retry=retry)
-    except IncompleteItemError as exc:
-        raise StorageError(f"could not read a consistent copy of a chunked item: {exc}") from exc
-
-
 async def rewrite(
-    conn: AsyncConnection, tables: Tables, session_id: str, position: int, text: str, size: int
+    conn: AsyncConnection, sql: Statements, session_id: str, position: int, text: str, size: int
 ) -> None:
     """Replace the stored text of the item at ``position`` with ``text``, in ``size`` chunks."""
-    m, c = tables.messages, tables.chunks
     head, rest = split(text, size)
-    await conn.execute(delete(c).where(c.c.session_id == session_id, c.c.position == position))
+    await conn.execute(sql.delete_chunks, {"sid": session_id, "pos": position})
     await conn.execute(
-        update(m)
-        .where(m.c.session_id == session_id, m.c.position == position)
-        .values(message_data=head, chunk_count=len(rest))
+        sql.rewrite_item,
+        {"sid": session_id, "pos": position, "head": head, "pieces": len(rest)},
     )
     for row in chunk_rows(session_id, position, rest):
-        await conn.execute(insert(c), row)
+        await conn.execute(sql.insert_chunk, row)

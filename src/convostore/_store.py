@@ -18,55 +18,51 @@ Usage::
 The store owns (or borrows) the engine and hands out :class:`~convostore.SQLAlchemySession`
 objects that share it and its prepared statements, so thousands of sessions use one pool.
 Every operation logs at debug level and, with ``opentelemetry-api`` installed, opens a span
-(see :mod:`convostore.observability`).
+(see docs/operations.md).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import IO, Any
 
-from sqlalchemy import and_, bindparam, func, literal, or_, select, true, update
+from sqlalchemy import and_
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import retention
-from ._engines import LoopEngines, serving_engine, track_loop
-from .chunks import assemble, read_whole
-from .closing import AsyncClosing
-from .engine import configure_engine
-from .errors import (
-    ConfigurationError,
-    InvalidCursorError,
-    InvalidInputError,
-    SessionNotFoundError,
+from ._closing import AsyncClosing
+from ._config import (
+    DEFAULT_RETRY,
+    RetryPolicy,
+    SessionSettingsLike,
+    check_limit,
+    coerce_settings,
+    present_settings,
 )
-from .keytext import check_user_id
-from .observability import traced
-from .operations import Operations, shared_operations, utcnow
-from .records import (
+from ._context import Context
+from ._db import history
+from ._db.schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE, Tables, utcnow
+from ._observability import traced
+from ._ops import integrity, paging, retention, sessions, transfer
+from ._records import (
+    CorruptItem,
     ExportReport,
     ImportReport,
     ItemPage,
-    PageItem,
     PruneReport,
     SessionInfo,
     SessionPage,
 )
-from .schema import (
-    DEFAULT_MESSAGES_TABLE,
-    DEFAULT_SESSIONS_TABLE,
-    MAX_METADATA_BYTES,
-    Tables,
-    build_tables,
+from ._session import SQLAlchemySession
+from ._validate import (
+    check_aware,
+    check_metadata,
+    check_user_id,
+    validate_session_id,
+    whole_number,
 )
-from .session import SQLAlchemySession, check_schema, create_tables, validate_session_id
-from .settings import SessionSettingsLike, check_limit, coerce_settings, present_settings
-from .transaction import DEFAULT_RETRY, RetryPolicy, run_read, run_write
+from .errors import InvalidInputError, SessionNotFoundError
 
 __all__ = ["SessionStore", "StoreSession"]
 
@@ -114,54 +110,20 @@ class SessionStore(AsyncClosing):
             ConfigurationError: A table name, URL or option is unusable.
             UnsupportedDriverError: The URL names a synchronous driver.
         """
-        for name, value in (
-            ("max_items_per_session", max_items_per_session),
-            ("max_item_bytes", max_item_bytes),
-        ):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise ConfigurationError(f"{name} must be None or an integer >= 1, got {value!r}")
         settings = coerce_settings(session_settings)
-        if isinstance(engine, AsyncEngine):
-            if engine_kwargs is not None:
-                raise ConfigurationError(
-                    "engine_kwargs apply only when SessionStore is given a URL; this store was "
-                    "given an AsyncEngine, so pass those options to create_async_engine() "
-                    "where the engine is made, or give the store the URL instead"
-                )
-            self._given_engine = engine
-            self._engines: LoopEngines | None = None
-            self._owns_engine = False
-            configure_engine(engine)
-            track_loop(engine)
-        elif isinstance(engine, (str, URL)):
-            # One engine per event loop, so threads that each run a loop can share the store.
-            self._engines = LoopEngines(engine, engine_kwargs or {})
-            self._given_engine = self._engines.first
-            self._owns_engine = True
-        else:
-            raise ConfigurationError(
-                f"engine must be an AsyncEngine or a database URL, got {type(engine).__name__}"
-            )
-        try:
-            self._tables = build_tables(
-                sessions_table, messages_table, check_schema(schema, self._given_engine)
-            )
-        except BaseException:
-            if self._owns_engine:
-                # Nothing has connected yet; dropping the pool is enough.
-                self._given_engine.sync_engine.pool.dispose()
-            raise
-        self._retry = retry
-        self._create_tables = create_tables
-        self._tables_ready = not create_tables
-        self.max_items_per_session = max_items_per_session
-        """The per-session bound applied on every write, or ``None``."""
-        self.max_item_bytes = max_item_bytes
-        """The largest item, in bytes of stored JSON, its sessions accept, or ``None``."""
+        self._context = Context(
+            engine,
+            sessions_table=sessions_table,
+            messages_table=messages_table,
+            schema=schema,
+            retry=retry,
+            create_tables=create_tables,
+            max_item_bytes=max_item_bytes,
+            max_items_per_session=max_items_per_session,
+            engine_kwargs=engine_kwargs,
+        )
         self._settings = settings
-        self._backend = self._given_engine.dialect.name
+        self._backend = self._context.dialect
 
     # -- properties -----------------------------------------------------------------------
 
@@ -175,25 +137,22 @@ class SessionStore(AsyncClosing):
         Raises:
             EventLoopError: The engine passed in holds connections of another event loop.
         """
-        return serving_engine(self._engines, self._given_engine)
-
-    @property
-    def _engine(self) -> AsyncEngine:
-        return self.engine
-
-    @property
-    def _ops(self) -> Operations:
-        return shared_operations(self.engine, self._tables, self._retry)
+        return self._context.engine
 
     @property
     def tables(self) -> Tables:
         """The store's tables and their ``MetaData``."""
-        return self._tables
+        return self._context.tables
 
     @property
-    def operations(self) -> Operations:
-        """The SQL of the four session operations, shared by every session handed out."""
-        return self._ops
+    def max_items_per_session(self) -> int | None:
+        """The per-session bound applied on every write, or ``None``."""
+        return self._context.max_items_per_session
+
+    @property
+    def max_item_bytes(self) -> int | None:
+        """The largest item, in bytes of stored JSON, its sessions accept, or ``None``."""
+        return self._context.max_item_bytes
 
     @property
     def session_settings(self) -> Any:
@@ -212,11 +171,13 @@ class SessionStore(AsyncClosing):
     @property
     def retry(self) -> RetryPolicy:
         """How transient database errors are retried."""
-        return self._retry
+        return self._context.retry
 
     def __repr__(self) -> str:
-        url = self._given_engine.url.render_as_string(hide_password=True)
-        return f"<SessionStore url={url!r} sessions_table={self._tables.sessions.name!r}>"
+        return (
+            f"<SessionStore url={self._context.describe()!r} "
+            f"sessions_table={self.tables.sessions.name!r}>"
+        )
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -252,35 +213,9 @@ class SessionStore(AsyncClosing):
 
     async def create_tables(self) -> None:
         """Create the store's tables where they are missing (development and tests)."""
-        await create_tables(self._engine, self._tables)
-        self._tables_ready = True
-
-    async def _ready(self) -> None:
-        if not self._tables_ready:
-            await self.create_tables()
+        await self._context.create_tables()
 
     # -- session records ------------------------------------------------------------------
-
-    def _info_columns(self) -> list[Any]:
-        s = self._tables.sessions
-        return [
-            s.c.session_id,
-            s.c.created_at,
-            s.c.updated_at,
-            s.c.item_count,
-            s.c.user_id,
-            s.c.metadata,
-        ]
-
-    def _info(self, row: Any) -> SessionInfo:
-        return SessionInfo(
-            session_id=str(row.session_id),
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            item_count=int(row.item_count),
-            user_id=row.user_id,
-            metadata=row.metadata or {},
-        )
 
     async def get_session_info(self, session_id: str) -> SessionInfo | None:
         """Return the session's record, or ``None`` if no session has that id.
@@ -289,17 +224,10 @@ class SessionStore(AsyncClosing):
             InvalidSessionIdError: ``session_id`` is not a usable id.
         """
         validate_session_id(session_id)
-        await self._ready()
-        s = self._tables.sessions
-        stmt = select(*self._info_columns()).where(s.c.session_id == bindparam("sid"))
         async with traced("get_session_info", self._backend, session_id) as trace:
-
-            async def work(conn: AsyncConnection) -> Any:
-                return (await conn.execute(stmt, {"sid": session_id})).first()
-
-            row = await run_read(self._engine, work, retry=self._retry)
-            trace.item_count = int(row.item_count) if row is not None else 0
-        return self._info(row) if row is not None else None
+            info = await sessions.get_info(self._context, session_id)
+            trace.item_count = info.item_count if info is not None else 0
+        return info
 
     async def require_session_info(self, session_id: str) -> SessionInfo:
         """Return the session's record.
@@ -309,7 +237,7 @@ class SessionStore(AsyncClosing):
         """
         info = await self.get_session_info(session_id)
         if info is None:
-            raise SessionNotFoundError(f"no session with id {session_id!r}")
+            raise SessionNotFoundError(f"no session with id {session_id!r}", session_id=session_id)
         return info
 
     async def update_session(
@@ -336,16 +264,9 @@ class SessionStore(AsyncClosing):
             values["user_id"] = check_user_id(user_id)
         if metadata is not _UNSET:
             values["metadata"] = check_metadata(metadata)
-        await self._ready()
-        s = self._tables.sessions
         async with traced("update_session", self._backend, session_id):
             if values:
-                stmt = update(s).where(s.c.session_id == bindparam("sid")).values(**values)
-
-                async def work(conn: AsyncConnection) -> int:
-                    return int((await conn.execute(stmt, {"sid": session_id})).rowcount)
-
-                await run_write(self._engine, work, retry=self._retry)
+                await sessions.update_record(self._context, session_id, values)
         return await self.require_session_info(session_id)
 
     # -- listing --------------------------------------------------------------------------
@@ -377,41 +298,20 @@ class SessionStore(AsyncClosing):
             InvalidCursorError: ``cursor`` was not handed out by this method.
             InvalidInputError: A time is not timezone-aware, or ``limit`` is out of range.
         """
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise InvalidInputError(f"limit must be an integer from 1 to 1000, got {limit!r}")
-        s = self._tables.sessions
-        conditions: list[Any] = []
-        if user_id is not None:
-            conditions.append(s.c.user_id == check_user_id(user_id))
-        if updated_after is not None:
-            conditions.append(s.c.updated_at > _aware(updated_after, "updated_after"))
-        if updated_before is not None:
-            conditions.append(s.c.updated_at < _aware(updated_before, "updated_before"))
+        whole_number(limit, "limit", minimum=1, maximum=1000, error=InvalidInputError)
         if cursor is not None:
-            at, last_id = decode_cursor(cursor)
-            conditions.append(
-                or_(s.c.updated_at < at, and_(s.c.updated_at == at, s.c.session_id < last_id))
-            )
-        stmt = (
-            select(*self._info_columns())
-            .where(and_(true(), *conditions))
-            .order_by(s.c.updated_at.desc(), s.c.session_id.desc())
-            .limit(limit + 1)
-        )
-        await self._ready()
+            sessions.decode_cursor(cursor)
         async with traced("list_sessions", self._backend) as trace:
-
-            async def work(conn: AsyncConnection) -> list[Any]:
-                return list((await conn.execute(stmt)).all())
-
-            rows = await run_read(self._engine, work, retry=self._retry)
-            trace.item_count = len(rows)
-        sessions = [self._info(row) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = sessions[-1]
-            next_cursor = encode_cursor(last.updated_at, last.session_id)
-        return SessionPage(sessions=sessions, next_cursor=next_cursor)
+            page = await sessions.list_sessions(
+                self._context,
+                user_id=check_user_id(user_id),
+                updated_after=_optional_aware(updated_after, "updated_after"),
+                updated_before=_optional_aware(updated_before, "updated_before"),
+                limit=limit,
+                cursor=cursor,
+            )
+            trace.item_count = len(page.sessions) + (page.next_cursor is not None)
+        return page
 
     async def iter_sessions(
         self, *, user_id: str | None = None, page_size: int = 500
@@ -428,17 +328,7 @@ class SessionStore(AsyncClosing):
 
     async def count_sessions(self, *, user_id: str | None = None) -> tuple[int, int]:
         """Return how many sessions (of a user) there are, and how many items they hold."""
-        s = self._tables.sessions
-        stmt = select(func.count(), func.coalesce(func.sum(s.c.item_count), 0))
-        if user_id is not None:
-            stmt = stmt.where(s.c.user_id == check_user_id(user_id))
-        await self._ready()
-
-        async def work(conn: AsyncConnection) -> tuple[int, int]:
-            row = (await conn.execute(stmt)).one()
-            return int(row[0]), int(row[1])
-
-        return await run_read(self._engine, work, retry=self._retry)
+        return await sessions.count_sessions(self._context, user_id=check_user_id(user_id))
 
     # -- paging through history -----------------------------------------------------------
 
@@ -462,42 +352,17 @@ class SessionStore(AsyncClosing):
             InvalidInputError: A position is not an integer, or ``limit`` is out of range.
         """
         validate_session_id(session_id)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
-            raise InvalidInputError(f"limit must be an integer from 1 to 10000, got {limit!r}")
+        whole_number(limit, "limit", minimum=1, maximum=10_000, error=InvalidInputError)
         for name, value in (("before", before), ("after", after)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise InvalidInputError(f"{name} must be None or an integer position")
-        m = self._tables.messages
-        stmt = select(m.c.position, m.c.message_data, m.c.chunk_count).where(
-            m.c.session_id == bindparam("sid")
-        )
-        if before is not None:
-            stmt = stmt.where(m.c.position < before)
-        if after is not None:
-            stmt = stmt.where(m.c.position > after).order_by(m.c.position)
-        else:
-            stmt = stmt.order_by(m.c.position.desc())
-        stmt = stmt.limit(limit + 1)
-        await self._ready()
         async with traced("get_page", self._backend, session_id) as trace:
-
-            async def work(conn: AsyncConnection) -> list[Any]:
-                rows = (await conn.execute(stmt, {"sid": session_id})).all()
-                return await assemble(conn, self._tables, session_id, rows)
-
-            rows = await read_whole(self._engine, work, retry=self._retry)
-            trace.item_count = min(len(rows), limit)
-        has_more = len(rows) > limit
-        rows = rows[:limit]
-        if after is None:
-            rows.reverse()
-        if not rows:
+            items, has_more, found = await paging.read_page(
+                self._context, session_id, before=before, after=after, limit=limit
+            )
+            trace.item_count = len(items)
+        if not found:
             await self.require_session_info(session_id)
-        items = []
-        for row in rows:
-            decoded = self._ops.decode_rows(session_id, [row])
-            if decoded:
-                items.append(PageItem(position=int(row[0]), item=decoded[0]))
         return ItemPage(session_id=session_id, items=items, has_more=has_more)
 
     # -- retention ------------------------------------------------------------------------
@@ -505,10 +370,9 @@ class SessionStore(AsyncClosing):
     async def delete_session(self, session_id: str) -> bool:
         """Delete a session and its items; return whether it existed."""
         validate_session_id(session_id)
-        await self._ready()
-        s = self._tables.sessions
+        where = self.tables.sessions.c.session_id == session_id
         async with traced("delete_session", self._backend, session_id) as trace:
-            report = await retention.delete_sessions(self._ops, s.c.session_id == session_id)
+            report = await retention.delete_sessions(self._context, where)
             trace.item_count = report.items
         return report.sessions > 0
 
@@ -521,9 +385,9 @@ class SessionStore(AsyncClosing):
         validate_session_id(session_id)
         if check_limit(keep_last, "keep_last") is None:
             raise InvalidInputError("keep_last must be an integer >= 0, got None")
-        await self._ready()
         async with traced("trim", self._backend, session_id) as trace:
-            removed = await retention.trim(self._ops, session_id, keep_last)
+            db = await self._context.ready()
+            removed = await history.trim(db, session_id, keep_last, retry=self.retry)
             trace.item_count = removed
         return removed
 
@@ -553,16 +417,14 @@ class SessionStore(AsyncClosing):
         """
         if not isinstance(older_than, dt.timedelta) or older_than <= dt.timedelta(0):
             raise InvalidInputError(f"older_than must be a positive timedelta, got {older_than!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        s = self._tables.sessions
+        whole_number(batch_size, "batch_size", minimum=1, error=InvalidInputError)
+        s = self.tables.sessions
         where: Any = s.c.updated_at < utcnow() - older_than
         if user_id is not None:
             where = and_(where, s.c.user_id == check_user_id(user_id))
-        await self._ready()
         async with traced("prune", self._backend) as trace:
             report = await retention.delete_sessions(
-                self._ops, where, dry_run=dry_run, batch_size=batch_size, progress=progress
+                self._context, where, dry_run=dry_run, batch_size=batch_size, progress=progress
             )
             trace.item_count = report.items
         return report
@@ -579,14 +441,48 @@ class SessionStore(AsyncClosing):
         Raises:
             InvalidInputError: ``user_id`` is not a non-empty string.
         """
-        where = self._tables.sessions.c.user_id == check_user_id(user_id)
-        await self._ready()
+        where = self.tables.sessions.c.user_id == check_user_id(user_id)
         async with traced("delete_user", self._backend) as trace:
             report = await retention.delete_sessions(
-                self._ops, where, dry_run=dry_run, progress=progress
+                self._context, where, dry_run=dry_run, progress=progress
             )
             trace.item_count = report.items
         return report
+
+    async def prune_keys(self, older_than: dt.datetime) -> int:
+        """Forget every idempotency key recorded before ``older_than``; return how many.
+
+        A batch retried with a pruned key is stored again, so choose a cutoff well past the
+        longest time a caller may retry or a workflow may replay (days, not seconds).
+
+        Raises:
+            InvalidInputError: ``older_than`` is not a timezone-aware datetime.
+        """
+        check_aware(older_than, "older_than")
+        async with traced("prune_keys", self._backend) as trace:
+            removed = await retention.prune_keys(self._context, older_than)
+            trace.item_count = removed
+        return removed
+
+    async def find_corrupt_items(
+        self, *, session_id: str | None = None, page_size: int = 1000
+    ) -> list[CorruptItem]:
+        """Return every stored item that cannot be decoded, in (session, position) order.
+
+        convostore stores only JSON it has checked, so such a row was written by something
+        else; reads and pops skip it (and log it). The scan reads ``page_size`` rows per
+        statement, so its memory is one page whatever the table's size.
+
+        Raises:
+            InvalidSessionIdError: ``session_id`` is not a usable id.
+            ConfigurationError: ``page_size`` is not a positive integer.
+        """
+        if session_id is not None:
+            validate_session_id(session_id)
+        whole_number(page_size, "page_size", minimum=1)
+        return await integrity.find_corrupt_items(
+            self._context, session_id=session_id, page_size=page_size
+        )
 
     # -- export and import ----------------------------------------------------------------
 
@@ -598,16 +494,19 @@ class SessionStore(AsyncClosing):
         user_id: str | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> ExportReport:
-        """Write sessions as JSON Lines to ``out``.
+        """Write sessions as JSON Lines to ``out``: every session, those listed, or a user's.
 
-        See :func:`convostore.export.export_sessions` for the arguments and the format.
+        One line per session, with its record and its items in order (docs/operations.md
+        has the format). Sessions are read in keyset batches and items streamed, so memory
+        stays one batch whatever the size.
+
+        Raises:
+            SessionNotFoundError: A listed session does not exist.
+            InvalidInputError: ``session_ids`` or ``user_id`` is unusable.
         """
-        from .export import export_sessions
-
-        await self._ready()
         async with traced("export", self._backend) as trace:
-            report = await export_sessions(
-                self, out, session_ids=session_ids, user_id=user_id, progress=progress
+            report = await transfer.export_sessions(
+                self._context, out, session_ids=session_ids, user_id=user_id, progress=progress
             )
             trace.item_count = report.items
         return report
@@ -619,15 +518,23 @@ class SessionStore(AsyncClosing):
         on_existing: str = "error",
         progress: Callable[[int, int], None] | None = None,
     ) -> ImportReport:
-        """Store the sessions of JSON Lines written by :meth:`export`.
+        """Store the sessions of JSON Lines written by :meth:`export`, exactly.
 
-        See :func:`convostore.export.import_sessions` for the arguments and the errors.
+        Args:
+            lines: The lines (a file opened for reading works).
+            on_existing: ``"error"`` (the default) raises ``SessionExistsError`` at the first
+                session that exists, the sessions before it stored; ``"skip"`` skips and
+                reports it.
+            progress: Called after each stored batch with its sessions and items.
+
+        Raises:
+            SessionExistsError: A session exists and ``on_existing="error"``.
+            InvalidInputError: A line is not a convostore export line.
         """
-        from .export import import_sessions
-
-        await self._ready()
         async with traced("import", self._backend) as trace:
-            report = await import_sessions(self, lines, on_existing=on_existing, progress=progress)
+            report = await transfer.import_sessions(
+                self._context, lines, on_existing=on_existing, progress=progress
+            )
             trace.item_count = report.items
         return report
 
@@ -635,8 +542,7 @@ class SessionStore(AsyncClosing):
 
     async def close(self) -> None:
         """Dispose the engine if the store created it from a URL; otherwise do nothing."""
-        if self._owns_engine and self._engines is not None:
-            await self._engines.dispose()
+        await self._context.dispose()
 
 
 class StoreSession(SQLAlchemySession):
@@ -657,19 +563,9 @@ class StoreSession(SQLAlchemySession):
         session_settings: SessionSettingsLike | dict[str, Any] | None = None,
     ) -> None:
         """Create a session of ``store``; use :meth:`SessionStore.session` instead."""
-        super().__init__(
-            session_id,
-            engine=store._given_engine,
-            create_tables=not store._tables_ready,
-            sessions_table=store.tables.sessions.name,
-            messages_table=store.tables.messages.name,
-            session_settings=session_settings,
-            retry=store.retry,
-            max_item_bytes=store.max_item_bytes,
-            schema=store.tables.sessions.schema,
-        )
+        # The store's own context: its engines, statements and tables, shared.
+        super().__init__(session_id, engine=store._context, session_settings=session_settings)  # type: ignore[arg-type]
         self._store = store
-        self._engines = store._engines  # the store's engine for each event loop
         self._pending: dict[str, Any] = {}
         if user_id is not None:
             self._pending["user_id"] = check_user_id(user_id)
@@ -708,84 +604,12 @@ class StoreSession(SQLAlchemySession):
         async with traced("clear_session", self._store._backend, self.session_id):
             await super().clear_session()
 
-    def _on_write(self) -> Callable[[AsyncConnection], Awaitable[None]] | None:
-        keep = self._store.max_items_per_session
-        pending = self._pending
-        if keep is None and not pending:
-            return None
-        s = self.tables.sessions
-        session_id = self.session_id
+    async def close(self) -> None:
+        """Do nothing: the store owns the engine (close the store instead)."""
 
-        async def then(conn: AsyncConnection) -> None:
-            if pending:
-                # Only fills what the session does not have yet: later changes go through
-                # SessionStore.update_session and are never overwritten by a stale handle.
-                values = {
-                    name: func.coalesce(s.c[name], literal(value, type_=s.c[name].type))
-                    for name, value in pending.items()
-                }
-                await conn.execute(
-                    update(s).where(s.c.session_id == bindparam("sid")).values(**values),
-                    {"sid": session_id},
-                )
-            if keep is not None:
-                await retention.trim_within(conn, self.tables, session_id, keep)
-
-        return then
+    def _record_to_fill(self) -> dict[str, Any] | None:
+        return self._pending or None
 
 
-# -- helpers --------------------------------------------------------------------------------
-
-
-def check_metadata(metadata: Any) -> dict[str, Any] | None:
-    """Return ``metadata`` if it is ``None`` or a dict that is storable as a JSON object.
-
-    Raises:
-        InvalidInputError: It is not.
-    """
-    if metadata is None:
-        return None
-    if not isinstance(metadata, dict):
-        raise InvalidInputError(f"metadata must be a dict, got {type(metadata).__name__}")
-    try:
-        text = json.dumps(metadata, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-        size = len(text.encode("utf-8"))
-    except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
-        raise InvalidInputError(f"metadata cannot be stored as JSON: {exc}") from None
-    if size > MAX_METADATA_BYTES:
-        raise InvalidInputError(
-            f"metadata is {size:,} bytes of JSON; the limit is {MAX_METADATA_BYTES:,}: keep "
-            f"large data in the session's items"
-        )
-    return metadata
-
-
-def _aware(value: Any, name: str) -> dt.datetime:
-    if not isinstance(value, dt.datetime) or value.tzinfo is None:
-        raise InvalidInputError(f"{name} must be a timezone-aware datetime, got {value!r}")
-    return value
-
-
-def encode_cursor(updated_at: dt.datetime, session_id: str) -> str:
-    """Return the opaque cursor for the keyset position ``(updated_at, session_id)``."""
-    raw = json.dumps([updated_at.isoformat(), session_id], ensure_ascii=False)
-    return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
-    """Return the keyset position of a cursor from :func:`encode_cursor`.
-
-    Raises:
-        InvalidCursorError: The cursor is malformed.
-    """
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        at, session_id = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        when = dt.datetime.fromisoformat(at)
-        if when.tzinfo is None or not isinstance(session_id, str):
-            raise ValueError("not a cursor")
-        return when, session_id
-    except (ValueError, TypeError, binascii.Error, UnicodeError, AttributeError):
-        raise InvalidCursorError(
-            f"not a cursor handed out by list_sessions: {cursor!r:.80}"
-        ) from None
+def _optional_aware(value: dt.datetime | None, name: str) -> dt.datetime | None:
+    return None if value is None else check_aware(value, name)

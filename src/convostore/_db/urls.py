@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from .errors import ConfigurationError, UnsupportedDriverError
+from ..errors import ConfigurationError, UnsupportedDriverError
 
 __all__ = ["to_async_url"]
 

@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Any
 
 __all__ = [
+    "CorruptItem",
     "ExportReport",
     "ImportReport",
     "ItemPage",
@@ -156,3 +157,17 @@ class ImportReport:
     def to_dict(self) -> dict[str, Any]:
         """Return the report as JSON-ready values."""
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class CorruptItem:
+    """A stored row whose JSON cannot be decoded."""
+
+    session_id: str
+    """The session the row belongs to."""
+
+    position: int
+    """The row's position in its session."""
+
+    error: str
+    """Why it cannot be decoded."""

@@ -22,35 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import weakref
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import NullPool, StaticPool
 
-from .engine import create_engine
-from .errors import EventLoopError
+from ..errors import EventLoopError
+from .engine import engine_from_url, engine_state
 
-__all__ = ["LoopEngines", "check_loop", "serves_any_loop", "serving_engine", "track_loop"]
-
-# For engines convostore was given: the loop their pooled connections were opened on.
-_connection_loops: weakref.WeakKeyDictionary[
-    Engine, weakref.ReferenceType[asyncio.AbstractEventLoop]
-] = weakref.WeakKeyDictionary()
-_tracked: weakref.WeakSet[Engine] = weakref.WeakSet()
-_tracking_lock = threading.Lock()
-
-
-def serves_any_loop(engine: AsyncEngine) -> bool:
-    """Whether ``engine`` can serve every event loop.
-
-    It can if it keeps no connection between uses (``NullPool``), or if its one connection
-    (in-memory SQLite) is not tied to a loop.
-    """
-    return isinstance(engine.sync_engine.pool, (NullPool, StaticPool))
+__all__ = ["LoopEngines", "check_loop"]
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -67,8 +48,8 @@ class LoopEngines:
         """Make the first engine now (so a bad URL fails at construction), more on demand."""
         self._url = url
         self._kwargs = dict(engine_kwargs)
-        self._first = create_engine(url, **self._kwargs)
-        self._shared = serves_any_loop(self._first)
+        self._first = engine_from_url(url, **self._kwargs)
+        self._shared = engine_state(self._first).serves_any_loop
         self._lock = threading.Lock()
         self._by_loop: dict[asyncio.AbstractEventLoop, AsyncEngine] = {}
         self._guards: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
@@ -94,7 +75,7 @@ class LoopEngines:
             if engine is None:
                 self._forget_closed_loops()
                 in_use = any(e is self._first for e in self._by_loop.values())
-                engine = create_engine(self._url, **self._kwargs) if in_use else self._first
+                engine = engine_from_url(self._url, **self._kwargs) if in_use else self._first
                 self._by_loop[loop] = engine
                 self._guards[loop] = _dispose_when_loop_ends(engine)
                 self._latest = engine
@@ -163,37 +144,6 @@ def _dispose_when_loop_ends(engine: AsyncEngine) -> AsyncGenerator[None, None]:
     return agen
 
 
-def serving_engine(engines: LoopEngines | None, given: AsyncEngine) -> AsyncEngine:
-    """The engine for the running loop: from ``engines`` if the owner has them, else ``given``.
-
-    Raises:
-        EventLoopError: ``given`` holds connections of another event loop.
-    """
-    if engines is not None:
-        return engines.current()
-    return check_loop(given)
-
-
-def _connection_loop(engine: AsyncEngine) -> asyncio.AbstractEventLoop | None:
-    ref = _connection_loops.get(engine.sync_engine)
-    return ref() if ref is not None else None
-
-
-def track_loop(engine: AsyncEngine) -> None:
-    """Record, for ``engine``, the event loop its pooled connections are opened on."""
-    sync_engine = engine.sync_engine
-    with _tracking_lock:
-        if sync_engine in _tracked or serves_any_loop(engine):
-            return
-        _tracked.add(sync_engine)
-
-    @event.listens_for(sync_engine, "connect")
-    def _remember_loop(_dbapi_connection: Any, _record: Any) -> None:
-        loop = _running_loop()
-        if loop is not None:
-            _connection_loops[sync_engine] = weakref.ref(loop)
-
-
 def check_loop(engine: AsyncEngine) -> AsyncEngine:
     """Return ``engine`` if it can serve the running loop; raise :class:`EventLoopError` if not.
 
@@ -202,9 +152,11 @@ def check_loop(engine: AsyncEngine) -> AsyncEngine:
     loop; ``NullPool`` and SQLite (aiosqlite connections are not tied to a loop) serve any
     loop.
     """
-    owner = _connection_loop(engine)
-    if owner is None or engine.dialect.name == "sqlite":
-        # aiosqlite runs each connection on a thread of its own and answers any loop.
+    # Only pooled engines of loop-bound drivers record a loop (SQLite's aiosqlite
+    # connections answer any loop).
+    ref = engine_state(engine).connection_loop
+    owner = ref() if ref is not None else None
+    if owner is None:
         return engine
     loop = _running_loop()
     if loop is None or loop is owner:

@@ -1,4 +1,6 @@
-"""Per-session settings, shaped like the Agents SDK's ``SessionSettings``.
+"""What a session is configured with: its settings (the Agents SDK's shape) and its retries.
+
+Per-session settings are shaped like the Agents SDK's ``SessionSettings``.
 
 Agent runners read ``session.session_settings.limit`` to decide how much history to load,
 and overlay their own settings with ``resolve`` (``RunConfig(session_settings=...)``). The
@@ -18,11 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import random
 from typing import Any, Protocol, runtime_checkable
 
+from ._validate import optional_int, whole_number
 from .errors import ConfigurationError, InvalidLimitError
 
 __all__ = [
+    "DEFAULT_RETRY",
+    "RetryPolicy",
     "SessionSettings",
     "SessionSettingsLike",
     "check_limit",
@@ -63,11 +69,7 @@ class SessionSettings:
 
 def check_limit(limit: Any, what: str = "limit") -> int | None:
     """Return ``limit`` if it is ``None`` or a non-negative ``int``; raise InvalidLimitError."""
-    if limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise InvalidLimitError(f"{what} must be None or an integer >= 0, got {limit!r}")
-    return limit
+    return optional_int(limit, what, minimum=0, error=InvalidLimitError)
 
 
 @functools.lru_cache(maxsize=1)
@@ -138,3 +140,40 @@ def _checked(limit: Any, what: str) -> int | None:
         return check_limit(limit, f"{what}.limit")
     except InvalidLimitError as exc:
         raise ConfigurationError(str(exc)) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How often, and how patiently, a transaction is retried after a transient error.
+
+    A transaction is tried again while both bounds allow it: at most ``attempts`` tries, and
+    no new try after ``max_elapsed`` seconds. The defaults ride out a database restart of a
+    few seconds. ``RetryPolicy(attempts=1)`` turns retries off.
+    """
+
+    attempts: int = 30
+    """Tries in all, the first one included."""
+
+    base_delay: float = 0.01
+    """Upper bound, in seconds, of the pause before the second try; doubles with each try."""
+
+    max_delay: float = 0.5
+    """The longest pause between two tries, in seconds."""
+
+    max_elapsed: float = 10.0
+    """Seconds after the first try's start past which no further try is started."""
+
+    def __post_init__(self) -> None:
+        whole_number(self.attempts, "RetryPolicy.attempts", minimum=1)
+        for name in ("base_delay", "max_delay", "max_elapsed"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ConfigurationError(f"RetryPolicy.{name} must be a number >= 0, got {value!r}")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed try number ``attempt`` (1-based): full jitter."""
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** min(attempt - 1, 60)))
+
+
+DEFAULT_RETRY = RetryPolicy()
+"""The policy sessions use unless given another."""

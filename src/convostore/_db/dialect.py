@@ -1,0 +1,196 @@
+"""What convostore knows about each backend: its error codes, and what its SQL can do.
+
+A driver error is *classified* (:func:`classify`: try again, the connection is gone, or
+permanent) for the retry runner, and *translated* (:func:`translate`) into the convostore
+error a caller sees, the driver's text kept and never the URL. The capabilities say which
+statement shapes a backend has (an append in one statement, ``DELETE ... RETURNING``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import socket
+import ssl
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+from ..errors import ConvostoreError, PayloadTooLargeError, SchemaError, StorageError
+
+__all__ = [
+    "Failure",
+    "appends_in_one_statement",
+    "classify",
+    "describe_connect_failure",
+    "driver_error",
+    "driver_message",
+    "is_mysql",
+    "is_transient",
+    "translate",
+]
+
+
+def is_mysql(dialect: str) -> bool:
+    """Whether the backend speaks MySQL's SQL (MySQL or MariaDB)."""
+    return dialect in ("mysql", "mariadb")
+
+
+def appends_in_one_statement(dialect: str) -> bool:
+    """Whether an append reserves positions and inserts its rows in one statement.
+
+    PostgreSQL runs the reserving upsert as a data-modifying CTE feeding the insert.
+    """
+    return dialect == "postgresql"
+
+
+# PostgreSQL SQLSTATEs: serialization_failure, deadlock_detected, lock_not_available (a
+# lock_timeout set by the application).
+_PG_RETRY = frozenset({"40001", "40P01", "55P03"})
+# PostgreSQL SQLSTATEs meaning "the server is going away or not there yet": admin_shutdown,
+# crash_shutdown, cannot_connect_now (starting up / shutting down); class 08 is checked apart.
+_PG_DISCONNECT = frozenset({"57P01", "57P02", "57P03"})
+# PostgreSQL SQLSTATEs: undefined_table, undefined_column, invalid_schema_name.
+_PG_SCHEMA = frozenset({"42P01", "42703", "3F000"})
+# MySQL/MariaDB: deadlock, lock wait timeout, "record has changed since last read" (MariaDB's
+# innodb_snapshot_isolation).
+_MYSQL_RETRY = frozenset({1213, 1205, 1020})
+# MySQL/MariaDB client and server codes for a connection that is gone or cannot be made:
+# can't connect (socket, TCP), server has gone away, lost connection (during query, at
+# handshake), server shutdown in progress, connection killed, disconnected for inactivity.
+_MYSQL_DISCONNECT = frozenset({2002, 2003, 2006, 2013, 2055, 1053, 1927, 4031})
+# MySQL/MariaDB: table doesn't exist, unknown column.
+_MYSQL_SCHEMA = frozenset({1146, 1054})
+# MySQL/MariaDB: packet bigger than max_allowed_packet.
+_MYSQL_PACKET = 1153
+# SQLite primary result codes: SQLITE_BUSY, SQLITE_LOCKED.
+_SQLITE_RETRY = frozenset({5, 6})
+_SQLITE_SCHEMA_TEXT = ("no such table", "no such column", "has no column named")
+
+
+class Failure(enum.Enum):
+    """What a failed try means for the transaction."""
+
+    TRANSIENT = "transient"
+    """The database rolled the transaction back and asks for another try."""
+
+    DISCONNECT = "disconnect"
+    """The connection is gone or could not be made; the server may be restarting."""
+
+    PERMANENT = "permanent"
+    """Trying again would fail the same way."""
+
+
+def driver_error(exc: BaseException) -> BaseException:
+    """The driver's own exception inside an SQLAlchemy wrapper (or ``exc`` itself)."""
+    return exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = driver_error(exc)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
+def _mysql_code(exc: BaseException) -> int | None:
+    args = getattr(driver_error(exc), "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _sqlite_code(exc: BaseException) -> int | None:
+    code = getattr(driver_error(exc), "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def classify(exc: BaseException, dialect: str) -> Failure:
+    """Say whether ``exc``, raised by a try of a transaction, is worth another try."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return Failure.DISCONNECT
+    if isinstance(exc, OSError) and not isinstance(exc, (socket.gaierror, ssl.SSLError)):
+        # Raised by a driver's connect before SQLAlchemy wraps anything: refused, reset,
+        # timed out. An unknown host name or a TLS failure will not fix itself.
+        return Failure.DISCONNECT
+    if dialect == "postgresql":
+        state = _sqlstate(exc)
+        if state in _PG_RETRY:
+            return Failure.TRANSIENT
+        if state is not None and (state in _PG_DISCONNECT or state.startswith("08")):
+            return Failure.DISCONNECT
+    elif dialect in ("mysql", "mariadb"):
+        code = _mysql_code(exc)
+        if code in _MYSQL_RETRY:
+            return Failure.TRANSIENT
+        if code in _MYSQL_DISCONNECT:
+            return Failure.DISCONNECT
+    elif dialect == "sqlite" and isinstance(exc, DBAPIError):
+        code = _sqlite_code(exc)
+        if code is not None:
+            return Failure.TRANSIENT if code in _SQLITE_RETRY else Failure.PERMANENT
+        if "is locked" in str(exc.orig):
+            return Failure.TRANSIENT
+    return Failure.PERMANENT
+
+
+def is_transient(exc: BaseException, dialect: str) -> bool:
+    """Whether ``exc`` means the transaction never committed and may simply be run again."""
+    return classify(exc, dialect) is not Failure.PERMANENT
+
+
+def driver_message(exc: BaseException) -> str:
+    orig = driver_error(exc)
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
+    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        # PyMySQL's errors print as the tuple (code, "text").
+        return f"{args[1]} (MySQL error {args[0]})"
+    return str(orig).strip() or type(orig).__name__
+
+
+def translate(exc: BaseException, dialect: str) -> ConvostoreError:
+    """Return the convostore error for a driver error that will not be retried."""
+    message = driver_message(exc)
+    if dialect == "postgresql" and _sqlstate(exc) in _PG_SCHEMA:
+        return _schema_error(message)
+    if dialect in ("mysql", "mariadb"):
+        code = _mysql_code(exc)
+        if code in _MYSQL_SCHEMA:
+            return _schema_error(message)
+        if code == _MYSQL_PACKET:
+            return PayloadTooLargeError(
+                f"the MySQL/MariaDB server refused the write as larger than its "
+                f"max_allowed_packet setting ({message}); raise max_allowed_packet on the "
+                f"server or store smaller items. Nothing was written."
+            )
+    if dialect == "sqlite" and any(text in message for text in _SQLITE_SCHEMA_TEXT):
+        return _schema_error(message)
+    return StorageError(f"{dialect} error: {message}")
+
+
+def _schema_error(message: str) -> SchemaError:
+    return SchemaError(
+        f"the convostore tables are missing or out of date ({message}): run "
+        f"`convostore migrate upgrade head` (it also adopts tables written by the Agents "
+        f"SDK's SQLAlchemySession); for a new development database, create_tables=True works",
+        detail=message,
+    )
+
+
+def describe_connect_failure(exc: BaseException) -> tuple[bool, str]:
+    """Say whether a failed connection reached the server, and what went wrong, in one line.
+
+    ``(False, "connection refused (...)")`` when nothing answered at that address (refused,
+    unknown host, timed out); ``(True, 'database "x" does not exist')`` when the server
+    answered and refused (unknown database, wrong password). The text is the driver's own,
+    without its class name: drivers adapted by SQLAlchemy all call their errors ``Error``.
+    """
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = driver_error(current) if current is not driver_error(current) else None
+        if current is None:
+            current = seen[-1].__cause__ or seen[-1].__context__
+    unreachable = next((e for e in seen if isinstance(e, (OSError, asyncio.TimeoutError))), None)
+    if unreachable is not None:
+        text = str(unreachable).strip() or type(unreachable).__name__
+        return False, text
+    return True, driver_message(exc)

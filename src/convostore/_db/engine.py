@@ -1,0 +1,267 @@
+"""Engines: creating them from URLs, and the one record convostore keeps about each.
+
+SQLite needs per-connection settings before several connections (or processes) can share
+one file: write-ahead logging, so readers never wait for a writer, and a busy timeout, so a
+writer waits for the lock instead of failing at once. :func:`configure_engine` installs
+them on any engine, including one the application made itself.
+
+Everything else convostore remembers about an engine lives in its :class:`EngineState`,
+made the first time convostore meets the engine: the locks that serialize a shared
+connection or a SQLite file's writers, the loop its pooled connections belong to, the
+MySQL packet limit, which table sets exist, and the statements built for each table set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool, StaticPool
+
+from ..errors import MissingDependencyError
+from .urls import to_async_url
+
+if TYPE_CHECKING:
+    from .schema import Tables
+    from .statements import Statements
+
+__all__ = [
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "CrossLoopLock",
+    "Database",
+    "EngineState",
+    "configure_engine",
+    "engine_from_url",
+    "engine_state",
+    "missing_driver",
+]
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+"""How long a SQLite connection waits for another connection's write lock, in milliseconds."""
+
+
+def engine_from_url(url: str | URL, **engine_kwargs: Any) -> AsyncEngine:
+    """Create an :class:`~sqlalchemy.ext.asyncio.AsyncEngine` ready for convostore.
+
+    Args:
+        url: Any URL accepted by :func:`convostore.to_async_url`: plain URLs get the async
+            driver (``sqlite://``, ``postgresql://``, ``mysql://`` ...).
+        **engine_kwargs: Passed to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
+
+    Returns:
+        The engine, with the SQLite connection settings installed where they apply.
+
+    Raises:
+        UnsupportedDriverError: The URL names a synchronous driver.
+        MissingDependencyError: The URL's driver is not installed; the message names the
+            package to install.
+    """
+    async_url = to_async_url(url)
+    try:
+        engine = create_async_engine(async_url, **engine_kwargs)
+    except ModuleNotFoundError as exc:
+        raise missing_driver(exc, async_url.get_backend_name()) from exc
+    configure_engine(engine)
+    return engine
+
+
+# The extra that installs each driver a URL can name.
+_DRIVER_EXTRAS = {
+    "asyncpg": "pip install 'convostore[postgres]'",
+    "aiomysql": "pip install 'convostore[mysql]'",
+    "pymysql": "pip install 'convostore[mysql]'",
+    "aiosqlite": "pip install aiosqlite",
+    "asyncmy": "pip install asyncmy",
+    "psycopg2": "pip install psycopg2-binary",
+    "psycopg": "pip install 'psycopg[binary]'",
+}
+
+
+def missing_driver(exc: ModuleNotFoundError, backend: str) -> MissingDependencyError:
+    """The error for a database URL whose driver is not installed, naming what to install."""
+    package = (exc.name or str(exc)).split(".")[0]
+    extra = _DRIVER_EXTRAS.get(package, f"pip install {package}")
+    return MissingDependencyError(
+        f"the {backend} URL needs the {package} driver, which is not installed: {extra}",
+        package=package,
+        extra=extra,
+    )
+
+
+def configure_engine(engine: AsyncEngine) -> None:
+    """Install convostore's per-connection settings on ``engine``; safe to call repeatedly.
+
+    On SQLite every new connection gets ``journal_mode=WAL`` (file databases), a busy
+    timeout of :data:`SQLITE_BUSY_TIMEOUT_MS` and foreign keys. Other backends need nothing.
+    """
+    engine_state(engine)
+
+
+class CrossLoopLock:
+    """A lock for ``async with`` that tasks of different event loops (and threads) share.
+
+    An ``asyncio.Lock`` belongs to one loop. This one is a thread lock: taken at once when
+    free, otherwise waited for on a worker thread, so the waiting loop keeps running. A
+    waiter cancelled before it gets the lock releases it as soon as the thread takes it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    async def __aenter__(self) -> None:
+        if self._lock.acquire(blocking=False):
+            return
+        taken = asyncio.get_running_loop().run_in_executor(None, self._lock.acquire)
+        try:
+            await asyncio.shield(taken)
+        except asyncio.CancelledError:
+            taken.add_done_callback(lambda _: self._lock.release())
+            raise
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._lock.release()
+
+
+class EngineState:
+    """What convostore keeps about one engine, for as long as the engine lives.
+
+    It holds no reference to the engine itself, so keeping it (in a weak map keyed by the
+    engine) never keeps an engine alive.
+    """
+
+    def __init__(self, sync_engine: Engine) -> None:
+        self.dialect: str = sync_engine.dialect.name
+        """The backend's name: ``sqlite``, ``postgresql``, ``mysql`` or ``mariadb``."""
+        self.is_mysql = self.dialect in ("mysql", "mariadb")
+        """Whether the backend speaks MySQL's SQL (MySQL or MariaDB)."""
+        pool = sync_engine.pool
+        self.connection_lock: CrossLoopLock | None = (
+            CrossLoopLock() if isinstance(pool, StaticPool) else None
+        )
+        """Serializes use of the one connection a ``StaticPool`` shares (in-memory SQLite):
+        two transactions on it at once would mix. ``None`` for other pools."""
+        self.serves_any_loop = isinstance(pool, (NullPool, StaticPool))
+        """Whether the engine can serve every event loop: it keeps no connection between
+        uses (``NullPool``), or its one connection (in-memory SQLite) is tied to no loop."""
+        self.queues_writers = self.dialect == "sqlite" and self.connection_lock is None
+        """Whether this process's writers of the SQLite file wait their turn in order."""
+        self.max_allowed_packet: int | None = None
+        """MySQL/MariaDB: the server's ``max_allowed_packet``, once read."""
+        self.tables_ready: set[Tables] = set()
+        """The table sets this process has created (or found) on the engine."""
+        self.connection_loop: weakref.ReferenceType[asyncio.AbstractEventLoop] | None = None
+        """The event loop the engine's pooled connections were last opened on."""
+        self._writer_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
+        self._writer_locks = weakref.WeakKeyDictionary()
+        self._statements: dict[Tables, Statements] = {}
+        self._guard = threading.Lock()
+
+    def writer_lock(self) -> asyncio.Lock | None:
+        """The running loop's lock that queues writers of a SQLite file, or ``None``.
+
+        SQLite lets one connection write at a time. A writer that finds the file locked
+        waits in SQLite's busy handler, which sleeps in growing steps (up to 100 ms) and
+        keeps no queue: under concurrent writes most of the time goes to sleeping, and the
+        unlucky wait longest (bench/, docs/performance.md). Writers that take this lock first
+        wait their turn in order instead; other processes still meet the busy timeout. Other
+        backends lock rows, not the database, and an in-memory database has
+        :attr:`connection_lock`. Must be called from a running event loop.
+        """
+        if not self.queues_writers:
+            return None
+        loop = asyncio.get_running_loop()
+        lock = self._writer_locks.get(loop)
+        if lock is None:
+            with self._guard:
+                lock = self._writer_locks.setdefault(loop, asyncio.Lock())
+        return lock
+
+    def statements(self, tables: Tables) -> Statements:
+        """The statements for ``tables`` on this backend, built once per engine and tables."""
+        found = self._statements.get(tables)
+        if found is None:
+            from .statements import Statements
+
+            with self._guard:
+                found = self._statements.setdefault(tables, Statements(tables, self.dialect))
+        return found
+
+
+_states: weakref.WeakKeyDictionary[Engine, EngineState] = weakref.WeakKeyDictionary()
+_states_guard = threading.Lock()
+
+
+def engine_state(engine: AsyncEngine) -> EngineState:
+    """Return the :class:`EngineState` of ``engine``, made (and the engine configured) once."""
+    sync_engine = engine.sync_engine
+    state = _states.get(sync_engine)
+    if state is not None:
+        return state
+    with _states_guard:
+        state = _states.get(sync_engine)
+        if state is None:
+            state = _states[sync_engine] = EngineState(sync_engine)
+            _install_listeners(sync_engine, state)
+    return state
+
+
+def _install_listeners(sync_engine: Engine, state: EngineState) -> None:
+    if state.dialect == "sqlite":
+
+        @event.listens_for(sync_engine, "connect")
+        def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA foreign_keys = ON")
+            finally:
+                cursor.close()
+
+        # aiosqlite runs each connection on a thread of its own and answers any loop.
+        return
+    if state.serves_any_loop:
+        return
+
+    @event.listens_for(sync_engine, "connect")
+    def _remember_loop(_dbapi_connection: Any, _record: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # connected outside a loop: nothing to tie
+            state.connection_loop = weakref.ref(asyncio.get_running_loop())
+
+
+@dataclasses.dataclass(frozen=True)
+class Database:
+    """One engine made ready for one table set: what the layers below a session run on."""
+
+    engine: AsyncEngine
+    """Runs writes (and a read that must see them: verifying a lost COMMIT)."""
+
+    read_engine: AsyncEngine
+    """Runs reads: the same engine, in autocommit on PostgreSQL (see ``run_read``)."""
+
+    state: EngineState
+    """What convostore keeps about the engine."""
+
+    tables: Tables
+    """The tables the statements are for."""
+
+    statements: Statements
+    """The prebuilt statements for :attr:`tables` on this backend."""
+
+    @classmethod
+    def of(cls, engine: AsyncEngine, tables: Tables) -> Database:
+        """Make the engine ready (configured, its state made) for ``tables``."""
+        state = engine_state(engine)
+        read_engine = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if state.dialect == "postgresql"
+            else engine
+        )
+        return cls(engine, read_engine, state, tables, state.statements(tables))

@@ -1,0 +1,378 @@
+"""A session's history: add, get, pop, clear and trim, each one transaction.
+
+Every writer of a session first takes that session's row lock, so writers of one session
+run one after the other while writers of different sessions never wait for each other:
+
+- ``add``: bump the session's ``next_position`` and ``item_count`` by the batch size and read
+  the new position in the same statement (an upsert with ``RETURNING`` on PostgreSQL and
+  SQLite; on MySQL and MariaDB ``ON DUPLICATE KEY UPDATE`` through ``LAST_INSERT_ID(expr)``),
+  then insert the batch at the positions just reserved (on PostgreSQL both in one
+  statement). Positions are handed out inside the transaction, so order never depends on a
+  clock. Under the same lock the add claims its idempotency key, fills in a new session's
+  record and trims the session to the store's bound: all data passed down by the caller.
+- ``pop``: decrement the session's ``item_count`` where it is positive (taking the row lock;
+  an empty session is left alone), then delete the row with the highest position and
+  return its item (``DELETE ... RETURNING`` where the dialect has it; otherwise ``SELECT ...
+  FOR UPDATE`` and ``DELETE``). Corrupt rows met on the way are removed in the same
+  transaction and reported after it.
+- ``delete_session`` (clear, and every maintenance path that deletes sessions): lock the
+  session row, then delete its items and the row.
+- ``get``: one indexed range scan on the messages primary key.
+
+The functions take a :class:`~convostore._db.engine.Database` and plain data, and return
+decoded items; the statements come from :mod:`convostore._db.statements`, the execution
+from :mod:`convostore._db.runner`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .._codec import decode_item, decode_positioned, decode_rows
+from .._config import RetryPolicy
+from . import chunks
+from .chunks import assemble, chunk_rows, split
+from .engine import Database
+from .runner import run_read, run_write
+from .schema import utcnow
+from .statements import Statements
+
+__all__ = [
+    "add",
+    "clear",
+    "delete_session",
+    "get",
+    "pop",
+    "record_and_trim",
+    "trim",
+    "trim_within",
+]
+
+# The largest LIMIT every backend binds: a signed 64-bit integer.
+_MAX_LIMIT = (1 << 63) - 1
+
+
+async def add(
+    db: Database,
+    session_id: str,
+    texts: Sequence[str],
+    *,
+    retry: RetryPolicy,
+    key: str | None = None,
+    keep_last: int | None = None,
+    record: dict[str, Any] | None = None,
+) -> None:
+    """Append the encoded items ``texts`` to the session, as one transaction.
+
+    Args:
+        db: The engine and statements to use.
+        session_id: The session (validated by the caller).
+        texts: The items' stored JSON text, in order.
+        retry: How transient errors are retried.
+        key: An idempotency key (validated): a batch whose key the session already has is
+            not written again, and the call returns normally.
+        keep_last: Delete the session's oldest items beyond this many, in the same
+            transaction (a store's ``max_items_per_session``).
+        record: ``user_id`` / ``metadata`` to set where the session has none yet.
+    """
+    if not texts:
+        return
+    size = await chunks.chunk_chars(db, texts, retry=retry)
+    write = _Add(db.statements, session_id, texts, size, key, keep_last, record)
+    try:
+        await run_write(db, write.run, retry=retry, verify=write.committed)
+    except _AlreadyStored:
+        # A retry of a batch already stored: its transaction was rolled back, and that is
+        # success for the caller.
+        return
+
+
+class _Add:
+    """One add's transaction: :meth:`run` writes it, :meth:`committed` checks a lost COMMIT.
+
+    ``run`` records the position and timestamp of its last try, which ``committed`` looks
+    for; nothing else is shared between them.
+    """
+
+    def __init__(
+        self,
+        sql: Statements,
+        session_id: str,
+        texts: Sequence[str],
+        size: int,
+        key: str | None,
+        keep_last: int | None,
+        record: dict[str, Any] | None,
+    ) -> None:
+        self.sql = sql
+        self.session_id = session_id
+        self.texts = texts
+        # Items longer than one chunk keep their head in the row, the rest in the chunks table.
+        self.pieces = [split(text, size) for text in texts]
+        self.chunked = any(rest for _, rest in self.pieces)
+        self.key = key
+        self.keep_last = keep_last
+        self.record = record
+        self.last_position = -1
+        self.now = utcnow()
+
+    async def run(self, conn: AsyncConnection) -> None:
+        """Write the batch (and what goes with it) in ``conn``'s transaction."""
+        self.now = utcnow()
+        if self.sql.append is not None and not self.chunked:
+            await self._append(conn)
+        else:
+            await self._reserve_and_insert(conn)
+        if self.record or self.keep_last is not None:
+            await record_and_trim(
+                conn, self.sql, self.session_id, record=self.record, keep_last=self.keep_last
+            )
+
+    async def _append(self, conn: AsyncConnection) -> None:
+        assert self.sql.append is not None
+        params: dict[str, Any] = {
+            "sid": self.session_id,
+            "n": len(self.texts),
+            "now": self.now,
+            "texts": list(self.texts),
+        }
+        positions = (await conn.execute(self.sql.append, params)).scalars().all()
+        self.last_position = max(positions)
+        if self.key is not None:
+            # The append took the session's row lock: same-key retries queue up here.
+            await self._claim_key(conn)
+
+    async def _reserve_and_insert(self, conn: AsyncConnection) -> None:
+        sql, session_id, n = self.sql, self.session_id, len(self.texts)
+        result = await conn.execute(sql.reserve, {"sid": session_id, "n": n, "now": self.now})
+        end = result.lastrowid if sql.is_mysql else result.scalar_one()
+        if self.key is not None:
+            await self._claim_key(conn)
+        start = end - n
+        self.last_position = end - 1
+        rows = [
+            {
+                "session_id": session_id,
+                "position": start + offset,
+                "message_data": head,
+                "created_at": self.now,
+                "chunk_count": len(rest),
+            }
+            for offset, (head, rest) in enumerate(self.pieces)
+        ]
+        await conn.execute(sql.insert_items, rows if n > 1 else rows[0])
+        if self.chunked:
+            for offset, (_, rest) in enumerate(self.pieces):
+                # One statement per chunk: each stays within the server's packet limit.
+                for chunk in chunk_rows(session_id, start + offset, rest):
+                    await conn.execute(sql.insert_chunk, chunk)
+
+    async def _claim_key(self, conn: AsyncConnection) -> None:
+        """Record the idempotency key under the row lock; roll back if the session has it."""
+        params = {"sid": self.session_id, "key": self.key}
+        if (await conn.execute(self.sql.find_key, params)).first() is not None:
+            raise _AlreadyStored
+        await conn.execute(
+            self.sql.insert_key,
+            {"session_id": self.session_id, "idempotency_key": self.key, "created_at": self.now},
+        )
+
+    async def committed(self, conn: AsyncConnection) -> bool | None:
+        """Whether the last try committed, asked on a new connection after a lost COMMIT."""
+        if self.key is not None:
+            # The key row commits with the batch and nothing else writes it.
+            found = await conn.execute(
+                self.sql.key_stored, {"sid": self.session_id, "key": self.key}
+            )
+            return found.first() is not None
+        # The batch's last row, with this try's timestamp, is there only if the try
+        # committed; if it is missing it may also have been popped since.
+        params: dict[str, Any] = {"sid": self.session_id, "pos": self.last_position}
+        row = (await conn.execute(self.sql.item_written, params)).first()
+        if row is not None and row.created_at == self.now and row[0] == self.pieces[-1][0]:
+            return True
+        return None
+
+
+class _AlreadyStored(Exception):
+    """Raised inside an add's transaction to roll it back: the session has the batch's key."""
+
+
+async def get(db: Database, session_id: str, limit: int | None, *, retry: RetryPolicy) -> list[Any]:
+    """Return the session's items in order: all, or the latest ``limit``."""
+    if limit == 0:
+        return []
+    if limit is not None and limit > _MAX_LIMIT:
+        # No session holds more items than a BIGINT position can count, and no driver
+        # binds a larger LIMIT: a limit past that means "everything".
+        limit = None
+    sql = db.statements
+
+    async def work(conn: AsyncConnection) -> list[tuple[int, str]]:
+        if limit is None:
+            rows = (await conn.execute(sql.select_all, {"sid": session_id})).all()
+        else:
+            params = {"sid": session_id, "lim": limit}
+            rows = (await conn.execute(sql.select_tail, params)).all()[::-1]
+        return await assemble(conn, sql, session_id, rows)
+
+    return decode_rows(session_id, await run_read(db, work, retry=retry))
+
+
+async def pop(db: Database, session_id: str, *, retry: RetryPolicy) -> Any | None:
+    """Remove and return the session's last item that decodes, or ``None``."""
+    try:
+        popped = await run_write(
+            db, functools.partial(_pop, db.statements, session_id), retry=retry
+        )
+    except _ChunkedPop:
+        work = functools.partial(_pop, db.statements, session_id, read_first=True)
+        popped = await run_write(db, work, retry=retry)
+    # Corrupt rows removed on the way are logged and counted once, after the commit.
+    items = decode_positioned(session_id, popped)
+    return items[-1][1] if items else None
+
+
+async def _pop(
+    sql: Statements, session_id: str, conn: AsyncConnection, *, read_first: bool = False
+) -> list[tuple[int, str]]:
+    """Pop rows until one decodes; return them all (the good one last, if any)."""
+    popped: list[tuple[int, str]] = []
+    while True:
+        row = await _pop_one(sql, session_id, conn, read_first=read_first)
+        if row is None:
+            return popped
+        popped.append(row)
+        try:
+            decode_item(row[1])
+        except ValueError:
+            continue
+        return popped
+
+
+async def _pop_one(
+    sql: Statements, session_id: str, conn: AsyncConnection, *, read_first: bool
+) -> tuple[int, str] | None:
+    claimed = await conn.execute(sql.claim_pop, {"sid": session_id, "now": utcnow()})
+    if claimed.rowcount == 0:
+        return None
+    # MariaDB (10.3+) has DELETE ... RETURNING with a subquery on the same table, and
+    # saves a statement with it (bench/: pop); MySQL has neither.
+    text = None
+    if read_first or (sql.is_mysql and not conn.dialect.delete_returning):
+        row = (await conn.execute(sql.select_last_for_update, {"sid": session_id})).first()
+        if row is not None:
+            # Chunks go with the row (ON DELETE CASCADE): read them first.
+            [(_, text)] = await assemble(conn, sql, session_id, [row])
+            await conn.execute(sql.delete_item, {"sid": session_id, "pos": row.position})
+    else:
+        row = (await conn.execute(sql.delete_last_returning, {"sid": session_id})).first()
+        if row is not None and row.chunk_count:
+            # Its chunks were deleted with it: roll back and read them first.
+            raise _ChunkedPop
+    if row is None:
+        # The count said there were items but none are left (rows deleted by hand): make
+        # the count true again rather than report an item that is not there.
+        await conn.execute(sql.reset_count, {"sid": session_id})
+        return None
+    return int(row.position), str(row.message_data if text is None else text)
+
+
+class _ChunkedPop(Exception):
+    """Raised inside a pop's transaction to roll it back: the item has chunks to read first."""
+
+
+async def delete_session(
+    conn: AsyncConnection,
+    sql: Statements,
+    session_id: str,
+    condition: ColumnElement[bool] | None = None,
+) -> int | None:
+    """Delete a session and its items in ``conn``'s transaction; return its item count.
+
+    The session's row is locked first, as every writer locks it, so a concurrent add either
+    lands before the delete or creates the session anew after it. With a ``condition``
+    (checked under the lock) a session that no longer matches is left alone. Returns
+    ``None`` when no session row was deleted; the items of an id without a session row are
+    deleted all the same when there is no condition.
+    """
+    params = {"sid": session_id}
+    lock = sql.lock_session if condition is None else sql.lock_session_where(condition)
+    count = (await conn.execute(lock, params)).scalar_one_or_none()
+    if count is None and condition is not None:
+        return None
+    await conn.execute(sql.delete_items, params)
+    await conn.execute(sql.delete_session, params)
+    return None if count is None else int(count)
+
+
+async def clear(db: Database, session_id: str, *, retry: RetryPolicy) -> int | None:
+    """Delete the session and all its items, as one transaction; return its item count."""
+    sql = db.statements
+
+    async def work(conn: AsyncConnection) -> int | None:
+        return await delete_session(conn, sql, session_id)
+
+    return await run_write(db, work, retry=retry)
+
+
+async def record_and_trim(
+    conn: AsyncConnection,
+    sql: Statements,
+    session_id: str,
+    *,
+    record: dict[str, Any] | None,
+    keep_last: int | None,
+) -> None:
+    """What a write does last, under the session's row lock: fill the record, then trim."""
+    if record:
+        # Only fills what the session does not have yet: later changes go through
+        # SessionStore.update_session and are never overwritten by a stale handle.
+        await conn.execute(sql.fill_record(record), {"sid": session_id})
+    if keep_last is not None:
+        await trim_within(conn, sql, session_id, keep_last)
+
+
+async def trim_within(
+    conn: AsyncConnection, sql: Statements, session_id: str, keep_last: int
+) -> int:
+    """Delete the session's items older than its latest ``keep_last``, in ``conn``'s transaction.
+
+    Takes the session's row lock first (a no-op if the caller holds it already) and keeps
+    ``item_count`` exact. Returns how many items were deleted.
+    """
+    params: dict[str, Any] = {"sid": session_id}
+    count = (await conn.execute(sql.lock_session, params)).scalar_one_or_none()
+    if count is None or count <= keep_last:
+        return 0
+    if keep_last == 0:
+        result = await conn.execute(sql.delete_items, params)
+    else:
+        cutoff = (
+            await conn.execute(sql.nth_newest, {**params, "skip": keep_last - 1})
+        ).scalar_one_or_none()
+        if cutoff is None:
+            return 0
+        result = await conn.execute(sql.delete_before, {**params, "cutoff": cutoff})
+    removed = int(result.rowcount)
+    if removed:
+        await conn.execute(sql.subtract_count, {**params, "removed": removed})
+    return removed
+
+
+async def trim(db: Database, session_id: str, keep_last: int, *, retry: RetryPolicy) -> int:
+    """Keep only the session's latest ``keep_last`` items, as one transaction.
+
+    Returns how many items were deleted (0 for an unknown or short session).
+    """
+    sql = db.statements
+
+    async def work(conn: AsyncConnection) -> int:
+        return await trim_within(conn, sql, session_id, keep_last)
+
+    return await run_write(db, work, retry=retry)
