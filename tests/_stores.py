@@ -7,11 +7,10 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from convostore.session import create_tables
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from convostore import SessionStore, Tables, build_tables
+from convostore import SessionStore, Tables, build_tables, create_tables
 from convostore.migrate import drop_version_table
 
 from .conftest import RUN_ID

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from convostore import SQLAlchemySession, create_engine
+from convostore import SQLAlchemySession, engine_from_url
 
 
 def write_batches(
@@ -19,7 +19,7 @@ def write_batches(
     """Add ``batches`` batches of ``batch_size`` items, tagged with the writer's number."""
 
     async def main() -> None:
-        engine = create_engine(url)
+        engine = engine_from_url(url)
         try:
             session = SQLAlchemySession(
                 session_id,
@@ -47,7 +47,7 @@ def pop_all(
     """Pop until the session is empty; append what was popped to the shared list ``out``."""
 
     async def main() -> list[object]:
-        engine = create_engine(url)
+        engine = engine_from_url(url)
         popped = []
         try:
             session = SQLAlchemySession(

@@ -19,10 +19,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from convostore.session import create_tables
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from convostore import SQLAlchemySession, Tables, build_tables, create_engine
+from convostore import SQLAlchemySession, Tables, build_tables, create_tables, engine_from_url
 from convostore.migrate import drop_version_table
 
 POSTGRES_URL = os.environ.get(
@@ -94,7 +93,7 @@ async def engine(backend: str, sqlite_dir: Path) -> AsyncIterator[AsyncEngine]:
         _skip_or_fail(backend, _unreachable[backend])
     url = backend_url(backend, sqlite_dir)
     pool = {} if backend == "sqlite" else {"pool_size": 10, "max_overflow": 20}
-    eng = create_engine(url, **pool)
+    eng = engine_from_url(url, **pool)
     try:
         async with eng.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")

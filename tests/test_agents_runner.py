@@ -18,7 +18,7 @@ from agents import SessionSettings as SDKSessionSettings
 from agents.memory import Session as SDKSession
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from convostore import SQLAlchemySession, Tables, create_engine
+from convostore import SQLAlchemySession, Tables, engine_from_url
 from convostore.demo import ScriptedModel, function_call, message, reasoning
 
 CONFIG = RunConfig(tracing_disabled=True)
@@ -151,7 +151,7 @@ async def test_run_sync_in_its_own_thread_and_loop(engine: AsyncEngine, tables: 
     def sync_program() -> list[str]:
         # What a synchronous application does: no running loop; run_sync makes its own, and
         # the engine's connections belong to it.
-        own_engine = create_engine(engine.url)
+        own_engine = engine_from_url(engine.url)
         session = SQLAlchemySession(
             session_id,
             engine=own_engine,
@@ -190,7 +190,7 @@ async def test_new_session_object_and_engine_continue(
     )
 
     # A restarted process: a new engine, a new session object, the same id.
-    restarted = create_engine(engine.url)
+    restarted = engine_from_url(engine.url)
     try:
         again = SQLAlchemySession(
             session.session_id,

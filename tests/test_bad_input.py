@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from convostore.integrity import corrupt_items_skipped
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,6 +19,7 @@ from convostore import (
     InvalidSessionIdError,
     SQLAlchemySession,
     Tables,
+    corrupt_items_skipped,
 )
 
 

@@ -14,13 +14,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from convostore.chunks import chunk_chars_for_packet, split
-from convostore.integrity import find_corrupt_items
 from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import convostore._db.chunks
 from convostore import SessionStore, SQLAlchemySession, Tables
+from convostore._db.chunks import chunk_chars_for_packet, split
 
 Make = Callable[..., SQLAlchemySession]
 SMALL = 300
@@ -181,7 +180,7 @@ async def test_store_trim_page_export_import_and_integrity(
     assert await chunk_rows(engine, tables, session_id) == 0
     await store.import_(io.StringIO(out.getvalue()).readlines())
     assert await store.session(session_id).get_items() == items
-    assert await find_corrupt_items(engine, tables, session_id=session_id) == []
+    assert await store_of(engine, tables).find_corrupt_items(session_id=session_id) == []
 
     assert await store.trim(session_id, keep_last=2) == 3
     assert await session.get_items() == items[-2:]
@@ -197,8 +196,9 @@ async def test_rotate_rewrites_chunked_items(
     session: SQLAlchemySession, small_chunks: int, engine: AsyncEngine, tables: Tables
 ) -> None:
     pytest.importorskip("cryptography")
-    from convostore.encryption import EncryptedSession
     from cryptography.fernet import Fernet
+
+    from convostore import EncryptedSession
 
     old, new = Fernet.generate_key(), Fernet.generate_key()
     items = [item(0, 3000), item(1, 10)]
@@ -248,4 +248,11 @@ async def test_100mb_item_round_trips_with_default_server_settings(
     print(
         f"\n100 MB on {backend}: add {written - started:.1f}s, read {read - written:.1f}s, "
         f"pop {popped - read:.1f}s"
+    )
+
+
+def store_of(engine: AsyncEngine, tables: Tables) -> SessionStore:
+    """A store on the test's engine and tables."""
+    return SessionStore(
+        engine, sessions_table=tables.sessions.name, messages_table=tables.messages.name
     )

@@ -24,14 +24,14 @@ from agents import SessionSettings as SDKSessionSettings
 from agents.extensions.memory import EncryptedSession as SDKEncryptedSession
 from agents.memory import OpenAIResponsesCompactionSession
 from agents.testing import ScriptedModel
-from convostore.chunks import split
-from convostore.codec import encode_item
 from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import convostore._db.chunks
-from convostore import SessionStore, SQLAlchemySession, Tables, create_engine
+from convostore import SessionStore, SQLAlchemySession, Tables, engine_from_url
 from convostore import _compaction as compaction
+from convostore._codec import encode_item
+from convostore._db.chunks import split
 from convostore.demo import function_call, message
 
 from .test_faults import CuttingProxy, proxied  # noqa: F401  (a fixture, used by name)
@@ -134,7 +134,7 @@ class Reader:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
 
     async def _open(self) -> AsyncEngine:
-        return create_engine(self.url)
+        return engine_from_url(self.url)
 
     async def _read(self) -> tuple[list[Any], int | None]:
         session = SQLAlchemySession(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from convostore import SQLAlchemySession, Tables, create_engine
+from convostore import SQLAlchemySession, Tables, engine_from_url
 
 from . import _workers
 
@@ -54,7 +54,7 @@ async def test_concurrent_engines(
     make_session: Callable[..., SQLAlchemySession],
 ) -> None:
     session_id = make_session().session_id
-    engines = [create_engine(engine.url) for _ in range(4)]
+    engines = [engine_from_url(engine.url) for _ in range(4)]
     writers, batches, size = 8, 4, 3
     try:
 

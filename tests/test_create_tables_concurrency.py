@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from convostore import SessionStore, SQLAlchemySession, create_engine
+from convostore import SessionStore, SQLAlchemySession, engine_from_url
 from convostore.migrate import head
 
 from ._scratch_db import scratch_database
@@ -39,7 +39,7 @@ async def empty_url(backend: str, engine: AsyncEngine, tmp_path: Path) -> AsyncI
 
 
 async def _check(url: str, session_ids: list[str]) -> None:
-    engine = create_engine(url)
+    engine = engine_from_url(url)
     try:
         async with engine.connect() as conn:
             rows = await conn.execute(text("SELECT version_num FROM convostore_alembic_version"))
@@ -95,7 +95,7 @@ async def test_four_processes(empty_url: str) -> None:
 
 async def test_many_tasks_and_a_store_at_once(empty_url: str) -> None:
     ids = [f"task-{n}-{uuid.uuid4().hex[:6]}" for n in range(6)]
-    engine = create_engine(empty_url)
+    engine = engine_from_url(empty_url)
     store = SessionStore(engine, create_tables=True)
     try:
         await asyncio.gather(

@@ -5,10 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from convostore.encryption import EncryptedSession, generate_key
 from sqlalchemy import select, update
 
-from convostore import ConfigurationError, DecryptionError, InvalidItemError, SQLAlchemySession
+from convostore import (
+    ConfigurationError,
+    DecryptionError,
+    EncryptedSession,
+    InvalidItemError,
+    SQLAlchemySession,
+    generate_key,
+)
 
 SECRET = "the launch code is 0000 — ünïcödé 🚀"
 

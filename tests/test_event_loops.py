@@ -20,7 +20,7 @@ from agents import Agent, RunConfig, Runner
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
-from convostore import SessionStore, SQLAlchemySession, Tables, create_engine
+from convostore import SessionStore, SQLAlchemySession, Tables, engine_from_url
 from convostore.demo import ScriptedModel, message
 from convostore.errors import EventLoopError
 
@@ -154,7 +154,7 @@ async def test_in_memory_sqlite_is_one_database_across_loops() -> None:
 async def test_a_passed_in_engine_refuses_another_live_loop(
     backend: str, engine: AsyncEngine, tables: Tables
 ) -> None:
-    own = create_engine(engine.url)
+    own = engine_from_url(engine.url)
     session = SQLAlchemySession(f"given-{uuid.uuid4().hex}", engine=own, **session_kwargs(tables))
     await session.add_items([{"n": 1}])  # the pool now holds a connection of this loop
 
@@ -177,7 +177,7 @@ async def _items(session: SQLAlchemySession) -> list[Any]:
 
 @pytest.mark.backends("postgresql", "mysql")
 async def test_a_null_pool_engine_serves_any_loop(engine: AsyncEngine, tables: Tables) -> None:
-    own = create_engine(engine.url, poolclass=NullPool)
+    own = engine_from_url(engine.url, poolclass=NullPool)
     session = SQLAlchemySession(
         f"nullpool-{uuid.uuid4().hex}", engine=own, **session_kwargs(tables)
     )

@@ -18,7 +18,7 @@ from convostore import (
     SessionExistsError,
     SessionNotFoundError,
     SessionStore,
-    create_engine,
+    engine_from_url,
 )
 
 from ._stores import store_factory
@@ -176,7 +176,7 @@ async def test_export_streams_in_constant_memory(new_store: NewStore) -> None:
     tables = made.tables
     # One connection: a pool of warm and cold connections would add per-connection
     # allocations (prepared statements) that have nothing to do with the export.
-    engine = create_engine(made.engine.url, pool_size=1, max_overflow=0)
+    engine = engine_from_url(made.engine.url, pool_size=1, max_overflow=0)
     store = SessionStore(
         engine, sessions_table=tables.sessions.name, messages_table=tables.messages.name
     )

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from convostore.codec import decode_item
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from convostore import SQLAlchemySession, create_engine
+from convostore import SQLAlchemySession, engine_from_url
+from convostore._codec import decode_item
 from convostore._db.engine import engine_state
 
 TEXTS = [
@@ -66,10 +66,10 @@ def test_decode_item_refuses_deep_nesting_as_value_error() -> None:
 
 async def test_writer_lock_only_for_sqlite_files(tmp_path: Path) -> None:
     engines = {
-        "file": create_engine(f"sqlite:///{tmp_path / 'w.db'}"),
-        "memory": create_engine("sqlite://"),
-        "postgresql": create_engine("postgresql://u@127.0.0.1/db"),
-        "mysql": create_engine("mysql://u@127.0.0.1/db"),
+        "file": engine_from_url(f"sqlite:///{tmp_path / 'w.db'}"),
+        "memory": engine_from_url("sqlite://"),
+        "postgresql": engine_from_url("postgresql://u@127.0.0.1/db"),
+        "mysql": engine_from_url("mysql://u@127.0.0.1/db"),
     }
     try:
         lock = engine_state(engines["file"]).writer_lock()

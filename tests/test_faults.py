@@ -34,8 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from convostore.session import create_tables
-from convostore.transaction import run_write
 from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -47,9 +45,12 @@ from convostore import (
     StorageError,
     Tables,
     build_tables,
-    create_engine,
+    create_tables,
+    engine_from_url,
     to_async_url,
 )
+from convostore._db.engine import Database
+from convostore._db.runner import run_write as run_on_database
 from convostore.migrate import version_table_for
 
 from .conftest import IN_CI, MYSQL_URL, POSTGRES_URL
@@ -57,6 +58,12 @@ from .conftest import IN_CI, MYSQL_URL, POSTGRES_URL
 pytestmark = pytest.mark.fault
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+async def run_write(engine: AsyncEngine, work: Any, **options: Any) -> Any:
+    """Run ``work`` through convostore's runner on ``engine`` (default tables and retries)."""
+    database = Database.of(engine, build_tables())
+    return await run_on_database(database, work, retry=RetryPolicy(), **options)
 
 
 def _free_port() -> int:
@@ -239,7 +246,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[PrivateServer]:
 @pytest.fixture
 async def fault_engine(server: PrivateServer) -> AsyncIterator[tuple[AsyncEngine, Tables]]:
     """An engine with a warm pool on the private server, and fresh tables there."""
-    engine = create_engine(server.url, pool_size=8, max_overflow=4)
+    engine = engine_from_url(server.url, pool_size=8, max_overflow=4)
     tables = build_tables(f"f_{uuid.uuid4().hex[:8]}_s", f"f_{uuid.uuid4().hex[:8]}_m")
     await create_tables(engine, tables)
     try:
@@ -495,7 +502,7 @@ async def proxied(
     # asyncpg asks for TLS by default; the proxy must see the statements in clear text.
     connect_args = {"ssl": False} if request.param == "postgresql" else {}
     async with CuttingProxy(host, port) as proxy:
-        engine = create_engine(
+        engine = engine_from_url(
             url.set(host="127.0.0.1", port=proxy.port), connect_args=connect_args
         )
         try:

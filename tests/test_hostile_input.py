@@ -13,8 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from convostore.codec import MAX_DEPTH
-from convostore.integrity import find_corrupt_items
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,9 +22,11 @@ from convostore import (
     InvalidLimitError,
     InvalidSessionIdError,
     PayloadTooLargeError,
+    SessionStore,
     SQLAlchemySession,
     Tables,
 )
+from convostore._codec import MAX_DEPTH
 
 MakeSession = Callable[..., SQLAlchemySession]
 
@@ -243,13 +243,20 @@ async def test_corrupt_rows_are_skipped_logged_and_listed(
         assert await session.get_items() == [{"n": 0}, {"n": 2}, {"n": 4}]
     assert "position 1" in caplog.text
     assert "position 3" in caplog.text
-    corrupt = await find_corrupt_items(engine, tables, session_id=session.session_id)
+    corrupt = await store_of(engine, tables).find_corrupt_items(session_id=session.session_id)
     assert [(c.session_id, c.position) for c in corrupt] == [
         (session.session_id, 1),
         (session.session_id, 3),
     ]
     assert "nested too deeply" in corrupt[1].error
     # The whole table, in small pages: the same two rows among whatever else is there.
-    everywhere = await find_corrupt_items(engine, tables, page_size=2)
+    everywhere = await store_of(engine, tables).find_corrupt_items(page_size=2)
     assert [c for c in everywhere if c.session_id == session.session_id] == corrupt
-    assert await find_corrupt_items(engine, tables, session_id=neighbour.session_id) == []
+    assert await store_of(engine, tables).find_corrupt_items(session_id=neighbour.session_id) == []
+
+
+def store_of(engine: AsyncEngine, tables: Tables) -> SessionStore:
+    """A store on the test's engine and tables."""
+    return SessionStore(
+        engine, sessions_table=tables.sessions.name, messages_table=tables.messages.name
+    )

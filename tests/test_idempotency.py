@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from convostore.idempotency import prune_keys
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -166,13 +165,13 @@ async def test_prune_keys_forgets_old_keys_only(
     cutoff = dt.datetime.now(dt.timezone.utc)
     await asyncio.sleep(0.01)
     await session.add_items(batch("b"), idempotency_key="new")
-    assert await prune_keys(engine, tables, older_than=cutoff) >= 1
+    assert await store_of(engine, tables).prune_keys(cutoff) >= 1
     assert await key_count(engine, tables, session.session_id) == 1
     await session.add_items(batch("a"), idempotency_key="old")  # forgotten: stored again
     await session.add_items(batch("b"), idempotency_key="new")  # still known
     assert await session.get_items() == batch("a") + batch("b") + batch("a")
     with pytest.raises(InvalidInputError, match="timezone-aware"):
-        await prune_keys(engine, tables, older_than=dt.datetime(2020, 1, 1))
+        await store_of(engine, tables).prune_keys(dt.datetime(2020, 1, 1))
 
 
 async def test_store_sessions_pass_the_key_through(engine: AsyncEngine, tables: Tables) -> None:
@@ -214,10 +213,18 @@ async def test_lost_commit_of_a_keyed_add_is_resolved_by_its_key(
 
 async def test_encrypted_sessions_pass_the_key_through(session: SQLAlchemySession) -> None:
     pytest.importorskip("cryptography")
-    from convostore.encryption import EncryptedSession
     from cryptography.fernet import Fernet
+
+    from convostore import EncryptedSession
 
     encrypted = EncryptedSession(session, keys=[Fernet.generate_key()])
     await encrypted.add_items(batch("a"), idempotency_key="k")
     await encrypted.add_items(batch("a"), idempotency_key="k")
     assert await encrypted.get_items() == batch("a")
+
+
+def store_of(engine: AsyncEngine, tables: Tables) -> SessionStore:
+    """A store on the test's engine and tables."""
+    return SessionStore(
+        engine, sessions_table=tables.sessions.name, messages_table=tables.messages.name
+    )

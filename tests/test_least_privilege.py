@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from convostore import SchemaError, SQLAlchemySession, StorageError, Tables, create_engine
+from convostore import SchemaError, SQLAlchemySession, StorageError, Tables, engine_from_url
 
 pytestmark = pytest.mark.backends("postgresql", "mysql")
 
@@ -53,7 +53,7 @@ async def runtime_engine(
         ]
         revokes = [f"DROP USER '{role}'@'%%'"]
     await _autocommit(engine, *grants)
-    runtime = create_engine(engine.url.set(username=role, password=password))
+    runtime = engine_from_url(engine.url.set(username=role, password=password))
     try:
         yield runtime
     finally:

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
 import convostore
-from convostore import SchemaError, SQLAlchemySession, build_tables, create_engine
+from convostore import SchemaError, SQLAlchemySession, build_tables, engine_from_url
 from convostore.cli import main
 from convostore.migrate import (
     DEFAULT_VERSION_TABLE,
@@ -70,14 +70,14 @@ async def fresh(engine: AsyncEngine, backend: str, tmp_path: Path) -> AsyncItera
     name = unique()
     if backend == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
-        eng = create_engine(url)
+        eng = engine_from_url(url)
         yield Fresh(backend, eng, url, {})
         await eng.dispose()
         return
     if backend == "postgresql":
         async with engine.begin() as conn:
             await conn.exec_driver_sql(f"CREATE SCHEMA {name}")
-        eng = create_engine(
+        eng = engine_from_url(
             POSTGRES_URL,
             poolclass=NullPool,
             connect_args={"server_settings": {"search_path": name}},
@@ -92,7 +92,7 @@ async def fresh(engine: AsyncEngine, backend: str, tmp_path: Path) -> AsyncItera
     async with engine.begin() as conn:
         await conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
     url = make_url(MYSQL_URL).set(database=name).render_as_string(hide_password=False)
-    eng = create_engine(url, poolclass=NullPool)
+    eng = engine_from_url(url, poolclass=NullPool)
     try:
         yield Fresh(backend, eng, url, {})
     finally:

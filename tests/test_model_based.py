@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from convostore import SQLAlchemySession, Tables, create_engine
+from convostore import SQLAlchemySession, Tables, engine_from_url
 
 from .conftest import backend_url
 
@@ -105,7 +105,7 @@ class StoreVersusList(RuleBasedStateMachine):
 def test_store_behaves_like_a_list(backend: str, sqlite_dir: Path, tables: Tables) -> None:
     # `tables` made the run's tables on the shared loop; this loop gets an engine of its own.
     loop = asyncio.new_event_loop()
-    engine = create_engine(backend_url(backend, sqlite_dir))
+    engine = engine_from_url(backend_url(backend, sqlite_dir))
     StoreVersusList.loop = loop
     StoreVersusList.engine = engine
     StoreVersusList.tables = tables

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from convostore.schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import SessionStore, SQLAlchemySession
+from convostore._db.schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE
 from convostore.errors import ConfigurationError
 from convostore.migrate import migrate
 

@@ -19,10 +19,10 @@ from agents import Agent, RunConfig, Runner
 from agents import SessionSettings as SDKSessionSettings
 from agents.extensions.memory.encrypt_session import EncryptedSession as SDKEncryptedSession
 from agents.memory import OpenAIResponsesCompactionSession
-from convostore.settings import sdk_settings_class
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import SessionSettings, SessionStore, SQLAlchemySession, Tables
+from convostore._config import sdk_settings_class
 from convostore.demo import ScriptedModel, message
 from convostore.errors import ConfigurationError, InvalidLimitError
 

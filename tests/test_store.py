@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from convostore.observability import record_retry, traced
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -26,6 +25,7 @@ from convostore import (
     SQLAlchemySession,
     Tables,
 )
+from convostore._observability import record_retry, traced
 
 from ._stores import count_rows, make_store, store_factory
 

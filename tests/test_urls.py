@@ -72,9 +72,9 @@ async def test_owned_engine_is_disposed_and_passed_engine_is_not(tmp_path) -> No
         assert pool.checkedin() >= 1
     assert pool.checkedin() == 0  # type: ignore[attr-defined]
 
-    from convostore import create_engine
+    from convostore import engine_from_url
 
-    engine = create_engine(url)
+    engine = engine_from_url(url)
     borrowed = SQLAlchemySession("s", engine=engine)
     assert await borrowed.get_items() == [{"n": 1}]
     await borrowed.close()

@@ -14,15 +14,16 @@ from typing import Any
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ._config import RetryPolicy
+from ._closing import AsyncClosing
+from ._config import RetryPolicy, SessionSettingsLike, coerce_settings, present_settings
 from ._db.engine import Database, engine_state
 from ._db.loops import LoopEngines, check_loop
-from ._db.schema import build_tables
+from ._db.schema import Tables, build_tables
 from ._table_creation import create_tables
 from ._validate import optional_int
 from .errors import ConfigurationError
 
-__all__ = ["Context", "check_schema"]
+__all__ = ["Context", "ContextOwner", "check_schema"]
 
 
 def check_schema(schema: str | None, engine: AsyncEngine) -> str | None:
@@ -167,3 +168,63 @@ class Context:
     def describe(self) -> str:
         """The URL, password hidden, for ``repr``."""
         return self.given.url.render_as_string(hide_password=True)
+
+
+class ContextOwner(AsyncClosing):
+    """What a session and a store have in common: a context, and default settings."""
+
+    _context: Context
+    _settings: SessionSettingsLike
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine for the running event loop.
+
+        Opened from a URL, there is one engine per event loop, made on demand (threads that
+        each run a loop can share the object); an engine passed in is the one engine.
+
+        Raises:
+            EventLoopError: The engine passed in holds connections of another event loop.
+        """
+        return self._context.engine
+
+    @property
+    def tables(self) -> Tables:
+        """The tables and their ``MetaData``."""
+        return self._context.tables
+
+    @property
+    def max_item_bytes(self) -> int | None:
+        """The largest item, in bytes of stored JSON, that writes accept, or ``None``."""
+        return self._context.max_item_bytes
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How transient database errors are retried."""
+        return self._context.retry
+
+    # Typed Any on purpose: the Agents SDK's Session protocol declares this attribute with
+    # its own SessionSettings class, and a narrower type here would make type checkers reject
+    # a convostore session passed to Runner.run(..., session=...).
+    @property
+    def session_settings(self) -> Any:
+        """Settings an agent runner reads: ``limit`` is the default limit of ``get_items``.
+
+        The Agents SDK's own ``SessionSettings`` when the SDK is installed (its wrappers
+        accept no other class), :class:`convostore.SessionSettings` otherwise. The object
+        belongs to its owner: changing a session's ``limit`` changes that session only, and
+        a store's settings are copied into each session it hands out. Assigning accepts the
+        same values as the constructor's argument, and copies them.
+        """
+        # Read first by an agent runner, once the SDK is imported anyway: looking the SDK
+        # up here keeps it out of convostore's import and of sessions that never need it.
+        self._settings = present_settings(self._settings)
+        return self._settings
+
+    @session_settings.setter
+    def session_settings(self, value: Any) -> None:
+        self._settings = coerce_settings(value)
+
+    async def close(self) -> None:
+        """Dispose the engines made from a URL; an engine passed in is left alone."""
+        await self._context.dispose()

@@ -25,7 +25,6 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import _compaction
-from ._closing import AsyncClosing
 from ._codec import encode_items
 from ._config import (
     DEFAULT_RETRY,
@@ -33,18 +32,17 @@ from ._config import (
     SessionSettingsLike,
     check_limit,
     coerce_settings,
-    present_settings,
 )
-from ._context import Context
+from ._context import Context, ContextOwner
 from ._db import history
-from ._db.schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE, Tables
+from ._db.schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE
 from ._validate import validate_idempotency_key, validate_session_id
 from .errors import ConfigurationError
 
 __all__ = ["SQLAlchemySession"]
 
 
-class SQLAlchemySession(AsyncClosing):
+class SQLAlchemySession(ContextOwner):
     """A conversation's history, stored through an SQLAlchemy ``AsyncEngine``.
 
     Implements :class:`convostore.Session` and the Agents SDK's session protocol.
@@ -174,49 +172,6 @@ class SQLAlchemySession(AsyncClosing):
             context.discard()
             raise
 
-    @property
-    def engine(self) -> AsyncEngine:
-        """The engine the session runs on, for the running event loop.
-
-        A session opened with :meth:`from_url` keeps one engine per event loop (threads that
-        each run a loop can share the session); an engine passed in is the one engine.
-
-        Raises:
-            EventLoopError: The engine passed in holds connections of another event loop.
-        """
-        return self._context.engine
-
-    # Typed Any on purpose: the Agents SDK's Session protocol declares this attribute with
-    # its own SessionSettings class, and a narrower type here would make type checkers reject
-    # a convostore session passed to Runner.run(..., session=...).
-    @property
-    def session_settings(self) -> Any:
-        """Settings an agent runner reads: ``limit`` is the default limit of :meth:`get_items`.
-
-        The Agents SDK's own ``SessionSettings`` when the SDK is installed (its wrappers
-        accept no other class), :class:`convostore.SessionSettings` otherwise. The object
-        belongs to this session: changing its ``limit`` changes this session only.
-        Assigning accepts the same values as the constructor's argument, and copies them.
-        """
-        # Read first by an agent runner, once the SDK is imported anyway: looking the SDK
-        # up here keeps it out of convostore's import and of sessions that never need it.
-        self._settings = present_settings(self._settings)
-        return self._settings
-
-    @session_settings.setter
-    def session_settings(self, value: Any) -> None:
-        self._settings = coerce_settings(value)
-
-    @property
-    def tables(self) -> Tables:
-        """The session's tables and their ``MetaData``."""
-        return self._context.tables
-
-    @property
-    def max_item_bytes(self) -> int | None:
-        """The largest item, in bytes of stored JSON, that :meth:`add_items` accepts."""
-        return self._context.max_item_bytes
-
     def __repr__(self) -> str:
         return (
             f"<SQLAlchemySession session_id={self.session_id!r} url={self._context.describe()!r}>"
@@ -298,10 +253,6 @@ class SQLAlchemySession(AsyncClosing):
     _atomic_replace_items = _compaction.replace_hook
 
     # -- lifecycle ------------------------------------------------------------------------
-
-    async def close(self) -> None:
-        """Dispose the engine if :meth:`from_url` created it; otherwise do nothing."""
-        await self._context.dispose()
 
     def _record_to_fill(self) -> dict[str, Any] | None:
         """The session record a write fills in where it is empty (a store's sessions)."""

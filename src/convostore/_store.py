@@ -17,8 +17,10 @@ Usage::
 
 The store owns (or borrows) the engine and hands out :class:`~convostore.SQLAlchemySession`
 objects that share it and its prepared statements, so thousands of sessions use one pool.
-Every operation logs at debug level and, with ``opentelemetry-api`` installed, opens a span
-(see docs/operations.md).
+Each method validates its arguments, opens a trace and hands plain data to one operation
+in ``convostore._ops`` or ``convostore._db.history``; the module is long only by its
+docstrings, which are the store's reference documentation. Every operation logs at debug
+level and, with ``opentelemetry-api`` installed, opens a span (see docs/operations.md).
 """
 
 from __future__ import annotations
@@ -31,18 +33,16 @@ from sqlalchemy import and_
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ._closing import AsyncClosing
 from ._config import (
     DEFAULT_RETRY,
     RetryPolicy,
     SessionSettingsLike,
     check_limit,
     coerce_settings,
-    present_settings,
 )
-from ._context import Context
+from ._context import Context, ContextOwner
 from ._db import history
-from ._db.schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE, Tables, utcnow
+from ._db.schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE, utcnow
 from ._observability import traced
 from ._ops import integrity, paging, retention, sessions, transfer
 from ._records import (
@@ -69,7 +69,7 @@ __all__ = ["SessionStore", "StoreSession"]
 _UNSET: Any = object()
 
 
-class SessionStore(AsyncClosing):
+class SessionStore(ContextOwner):
     """All sessions of one database and table set, on one shared engine."""
 
     def __init__(
@@ -128,50 +128,9 @@ class SessionStore(AsyncClosing):
     # -- properties -----------------------------------------------------------------------
 
     @property
-    def engine(self) -> AsyncEngine:
-        """The engine every session of the store shares, for the running event loop.
-
-        A store opened from a URL keeps one engine per event loop; an engine passed in is
-        the one engine.
-
-        Raises:
-            EventLoopError: The engine passed in holds connections of another event loop.
-        """
-        return self._context.engine
-
-    @property
-    def tables(self) -> Tables:
-        """The store's tables and their ``MetaData``."""
-        return self._context.tables
-
-    @property
     def max_items_per_session(self) -> int | None:
         """The per-session bound applied on every write, or ``None``."""
         return self._context.max_items_per_session
-
-    @property
-    def max_item_bytes(self) -> int | None:
-        """The largest item, in bytes of stored JSON, its sessions accept, or ``None``."""
-        return self._context.max_item_bytes
-
-    @property
-    def session_settings(self) -> Any:
-        """The default settings of the sessions this store hands out (each gets a copy).
-
-        The Agents SDK's ``SessionSettings`` when the SDK is installed, as on a session.
-        Assigning validates and copies the value.
-        """
-        self._settings = present_settings(self._settings)
-        return self._settings
-
-    @session_settings.setter
-    def session_settings(self, value: Any) -> None:
-        self._settings = coerce_settings(value)
-
-    @property
-    def retry(self) -> RetryPolicy:
-        """How transient database errors are retried."""
-        return self._context.retry
 
     def __repr__(self) -> str:
         return (
@@ -422,12 +381,7 @@ class SessionStore(AsyncClosing):
         where: Any = s.c.updated_at < utcnow() - older_than
         if user_id is not None:
             where = and_(where, s.c.user_id == check_user_id(user_id))
-        async with traced("prune", self._backend) as trace:
-            report = await retention.delete_sessions(
-                self._context, where, dry_run=dry_run, batch_size=batch_size, progress=progress
-            )
-            trace.item_count = report.items
-        return report
+        return await self._delete_where("prune", where, dry_run, batch_size, progress)
 
     async def delete_user(
         self,
@@ -442,9 +396,21 @@ class SessionStore(AsyncClosing):
             InvalidInputError: ``user_id`` is not a non-empty string.
         """
         where = self.tables.sessions.c.user_id == check_user_id(user_id)
-        async with traced("delete_user", self._backend) as trace:
+        return await self._delete_where(
+            "delete_user", where, dry_run, retention.DEFAULT_BATCH_SIZE, progress
+        )
+
+    async def _delete_where(
+        self,
+        operation: str,
+        where: Any,
+        dry_run: bool,
+        batch_size: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> PruneReport:
+        async with traced(operation, self._backend) as trace:
             report = await retention.delete_sessions(
-                self._context, where, dry_run=dry_run, progress=progress
+                self._context, where, dry_run=dry_run, batch_size=batch_size, progress=progress
             )
             trace.item_count = report.items
         return report
@@ -537,12 +503,6 @@ class SessionStore(AsyncClosing):
             )
             trace.item_count = report.items
         return report
-
-    # -- lifecycle ------------------------------------------------------------------------
-
-    async def close(self) -> None:
-        """Dispose the engine if the store created it from a URL; otherwise do nothing."""
-        await self._context.dispose()
 
 
 class StoreSession(SQLAlchemySession):

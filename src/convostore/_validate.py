@@ -12,7 +12,7 @@ every backend: case, accents and trailing spaces count.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, TypedDict
 
 from ._codec import compact_json
 from ._db.schema import MAX_METADATA_BYTES, MAX_SESSION_ID_LENGTH
@@ -78,13 +78,7 @@ def validate_session_id(session_id: Any) -> str:
     Raises:
         InvalidSessionIdError: The id breaks one of these rules; the message says which.
     """
-    return check_key_text(
-        session_id,
-        name="session_id",
-        error=InvalidSessionIdError,
-        max_length=MAX_SESSION_ID_LENGTH,
-        expected="a str",
-    )
+    return check_key_text(session_id, **_SESSION_ID)
 
 
 def validate_idempotency_key(key: Any) -> str:
@@ -96,13 +90,7 @@ def validate_idempotency_key(key: Any) -> str:
     Raises:
         InvalidIdempotencyKeyError: The key breaks one of these rules; the message says which.
     """
-    return check_key_text(
-        key,
-        name="idempotency_key",
-        error=InvalidIdempotencyKeyError,
-        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
-        expected="a str or None",
-    )
+    return check_key_text(key, **_IDEMPOTENCY_KEY)
 
 
 def check_user_id(user_id: Any) -> str | None:
@@ -111,11 +99,29 @@ def check_user_id(user_id: Any) -> str | None:
     Raises:
         InvalidInputError: It does not.
     """
-    if user_id is None:
-        return None
-    return check_key_text(
-        user_id, name="user_id", error=InvalidInputError, max_length=255, expected="a str or None"
-    )
+    return None if user_id is None else check_key_text(user_id, **_USER_ID)
+
+
+class _Rule(TypedDict):
+    name: str
+    error: type[InvalidInputError]
+    max_length: int
+    expected: str
+
+
+_SESSION_ID = _Rule(
+    name="session_id",
+    error=InvalidSessionIdError,
+    max_length=MAX_SESSION_ID_LENGTH,
+    expected="a str",
+)
+_IDEMPOTENCY_KEY = _Rule(
+    name="idempotency_key",
+    error=InvalidIdempotencyKeyError,
+    max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+    expected="a str or None",
+)
+_USER_ID = _Rule(name="user_id", error=InvalidInputError, max_length=255, expected="a str or None")
 
 
 def check_metadata(metadata: Any) -> dict[str, Any] | None:

@@ -121,22 +121,27 @@ class InvalidCursorError(InvalidInputError):
     """A listing cursor is malformed or was not handed out by :meth:`SessionStore.list_sessions`."""
 
 
-class SessionNotFoundError(ConvostoreError, LookupError):
-    """No session has the id given to an operation that needs an existing session."""
+class _AboutASession(ConvostoreError):
+    """An error about one session, named by ``session_id``."""
 
     def __init__(self, message: str, *, session_id: str | None = None) -> None:
         super().__init__(message)
         self.session_id = session_id
-        """The id that names no session."""
+        """The session's id."""
 
 
-class SessionExistsError(ConvostoreError):
-    """An import met a session that is already stored (and was told to refuse, not skip)."""
+class SessionNotFoundError(_AboutASession, LookupError):
+    """No session has the id given to an operation that needs an existing session.
 
-    def __init__(self, message: str, *, session_id: str | None = None) -> None:
-        super().__init__(message)
-        self.session_id = session_id
-        """The id of the session that exists."""
+    ``session_id`` is the id that names no session.
+    """
+
+
+class SessionExistsError(_AboutASession):
+    """An import met a session that is already stored (and was told to refuse, not skip).
+
+    ``session_id`` is the id of the session that exists.
+    """
 
 
 class SchemaError(ConvostoreError):

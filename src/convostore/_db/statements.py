@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Select,
     Text,
@@ -82,7 +83,7 @@ class Statements:
             select(*item)
             .where(m.c.session_id == sid)
             .order_by(m.c.position.desc())
-            .limit(bindparam("lim"))
+            .limit(bindparam("lim", type_=BigInteger()))
         )
         self.select_chunks = (
             select(c.c.position, c.c.data)
@@ -134,7 +135,7 @@ class Statements:
             .where(m.c.session_id == sid)
             .order_by(m.c.position.desc())
             .limit(1)
-            .offset(bindparam("skip"))
+            .offset(bindparam("skip", type_=BigInteger()))
         )
         self.delete_before = delete(m).where(
             m.c.session_id == sid, m.c.position < bindparam("cutoff")
@@ -188,7 +189,9 @@ class Statements:
             stmt = stmt.where(
                 or_(s.c.updated_at > at, and_(s.c.updated_at == at, s.c.session_id > last))
             )
-        return stmt.order_by(s.c.updated_at, s.c.session_id).limit(bindparam("lim"))
+        return stmt.order_by(s.c.updated_at, s.c.session_id).limit(
+            bindparam("lim", type_=BigInteger())
+        )
 
     # -- builders -------------------------------------------------------------------------
 
