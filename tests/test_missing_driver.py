@@ -57,3 +57,23 @@ def test_cli_says_which_extra_in_one_line(argv: list[str]) -> None:
     assert "Traceback" not in done.stderr
     assert "pip install 'convostore[postgres]'" in done.stderr
     assert len([line for line in done.stderr.splitlines() if line.startswith("Error")]) == 1
+
+
+def test_encryption_names_its_extra() -> None:
+    program = BLOCK.format(name="cryptography") + (
+        "from convostore import EncryptedSession, MissingDependencyError, SQLAlchemySession\n"
+        "inner = SQLAlchemySession.from_url('x', url='sqlite://')\n"
+        "try:\n"
+        "    EncryptedSession(inner, keys=['k'])\n"
+        "except MissingDependencyError as exc:\n"
+        "    assert isinstance(exc, ImportError)\n"
+        "    assert exc.package == 'cryptography', exc.package\n"
+        "    print(exc.extra)\n"
+        "else:\n"
+        "    raise SystemExit('no error')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "pip install 'convostore[encryption]'"

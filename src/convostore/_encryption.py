@@ -37,7 +37,7 @@ from ._db.chunks import assemble, rewrite
 from ._db.runner import run_write
 from ._protocol import Session
 from ._session import SQLAlchemySession
-from .errors import ConfigurationError, DecryptionError
+from .errors import ConfigurationError, DecryptionError, MissingDependencyError
 
 if TYPE_CHECKING:
     from cryptography.fernet import MultiFernet
@@ -51,10 +51,13 @@ MARKER = "convostore_encrypted"
 def _fernet() -> Any:
     try:
         from cryptography import fernet
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ConfigurationError(
-            "encryption needs the cryptography package: pip install 'convostore[encryption]'"
-        ) from None
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "encryption needs the cryptography package, which is not installed: "
+            "pip install 'convostore[encryption]'",
+            package="cryptography",
+            extra="pip install 'convostore[encryption]'",
+        ) from exc
     return fernet
 
 
