@@ -46,7 +46,7 @@ __all__ = ["about_database", "reports_errors"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-DEFAULT_MISSING_TABLES_HINT = "run `convostore migrate upgrade head`"
+_MISSING_TABLES_HINT = "run `convostore migrate upgrade head`"
 
 # Where a command records the database it works on (click shares ``meta`` along the
 # chain of contexts of one invocation).
@@ -67,7 +67,7 @@ def reports_errors(
     command: F | None = None,
     /,
     *,
-    missing_tables_hint: str = DEFAULT_MISSING_TABLES_HINT,
+    missing_tables_hint: str = _MISSING_TABLES_HINT,
     interrupted: str | None = None,
 ) -> F | Callable[[F], F]:
     """Wrap a command's callback so that its errors become one clear line (see the module).
