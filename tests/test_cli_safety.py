@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import SessionStore, SQLAlchemySession
-from convostore.cli._common import describe_duration, parse_duration
+from convostore.cli._durations import describe_duration, parse_duration
 
 SCRIPT = Path(sys.executable).with_name("convostore")
 

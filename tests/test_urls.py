@@ -82,3 +82,10 @@ async def test_owned_engine_is_disposed_and_passed_engine_is_not(tmp_path) -> No
         pass
     assert await SQLAlchemySession("s", engine=engine).get_items() == [{"n": 1}]
     await engine.dispose()
+
+
+def test_an_os_error_is_not_worded_as_a_mysql_error() -> None:
+    from convostore._db.dialect import driver_message
+
+    refused = ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 1)")
+    assert driver_message(refused) == "[Errno 111] Connect call failed ('127.0.0.1', 1)"

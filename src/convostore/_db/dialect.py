@@ -137,9 +137,16 @@ def is_transient(exc: BaseException, dialect: str) -> bool:
 
 
 def driver_message(exc: BaseException) -> str:
+    """The driver's own text for ``exc``, in one line, without its class name."""
     orig = driver_error(exc)
     args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
-    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+    # An OSError's args are (errno, text) too, but its str() already reads well.
+    if (
+        not isinstance(orig, OSError)
+        and len(args) == 2
+        and isinstance(args[0], int)
+        and isinstance(args[1], str)
+    ):
         # PyMySQL's errors print as the tuple (code, "text").
         return f"{args[1]} (MySQL error {args[0]})"
     return str(orig).strip() or type(orig).__name__

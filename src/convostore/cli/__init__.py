@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from .. import __version__
+from convostore import __version__
 
 __all__ = ["main"]
 
@@ -45,7 +45,6 @@ def _register() -> None:
     from .doctor import doctor
 
     main.add_command(doctor)
-    pass
 
 
 _register()

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import click
 
-from .._records import PruneReport
-from .._store import SessionStore
-from ..errors import SessionNotFoundError
-from ._common import (
-    confirm_destructive,
-    open_store,
-    plural,
-    print_json,
-    progress_bar,
-    run,
-    store_options,
-)
+from convostore import PruneReport, SessionNotFoundError, SessionStore
+
+from ._common import reports_errors
+from ._destructive import confirm_destructive, print_deleted, yes_option
+from ._output import plural, session_progress
+from ._store import StoreOptions, run, store_options
 
 __all__ = ["delete"]
 
@@ -24,15 +18,11 @@ __all__ = ["delete"]
 @store_options
 @click.argument("session_ids", nargs=-1)
 @click.option("--user", "user_id", help="Delete every session of this user (right to erasure).")
-@click.option(
-    "--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal)."
-)
+@yes_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@reports_errors
 def delete(
-    url: str,
-    sessions_table: str,
-    messages_table: str,
-    schema: str | None,
+    target: StoreOptions,
     session_ids: tuple[str, ...],
     user_id: str | None,
     yes: bool,
@@ -46,15 +36,12 @@ def delete(
     else:
         named = ", ".join(map(repr, session_ids))
         confirm_destructive(f"Delete {plural(len(session_ids), 'session')} ({named})?", yes=yes)
-    store = open_store(url, sessions_table, messages_table, schema)
+    store = target.open()
 
     async def work(store: SessionStore) -> PruneReport:
         if user_id is not None:
-            with progress_bar(enabled=not as_json) as bar:
-                task = bar.add_task("deleting sessions", total=None)
-                return await store.delete_user(
-                    user_id, progress=lambda sessions, _items: bar.advance(task, sessions)
-                )
+            with session_progress("deleting sessions", enabled=not as_json) as progress:
+                return await store.delete_user(user_id, progress=progress)
         report = PruneReport()
         missing = []
         for session_id in session_ids:
@@ -72,8 +59,4 @@ def delete(
             )
         return report
 
-    report = run(store, work)
-    if as_json:
-        print_json(report.to_dict())
-        return
-    click.echo(f"Deleted {plural(report.sessions, 'session')} ({plural(report.items, 'item')}).")
+    print_deleted(run(store, work), as_json=as_json)

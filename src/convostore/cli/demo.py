@@ -18,7 +18,9 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.text import Text
 
-from ..errors import ConvostoreError
+from convostore import MissingDependencyError
+
+from ._common import about_database, reports_errors
 
 __all__ = ["demo"]
 
@@ -40,25 +42,21 @@ _INSTALL_HINT = "pip install 'convostore[agents]'"
     help="The conversation to continue.",
 )
 @click.option("--reset", is_flag=True, help="Forget the stored conversation and start anew.")
+@reports_errors
 def demo(url: str, session_id: str, reset: bool) -> None:
     """Run a short agent conversation (with a tool call) and store it; run again to continue."""
     module = _load_demo()
+    about_database(url)
     console = Console(highlight=False)
-    try:
-        asyncio.run(
-            module.run_demo(
-                url,
-                session_id=session_id,
-                reset=reset,
-                on_start=lambda run: _print_start(console, run),
-                on_turn=lambda turn: _print_turn(console, turn),
-            )
+    asyncio.run(
+        module.run_demo(
+            url,
+            session_id=session_id,
+            reset=reset,
+            on_start=lambda run: _print_start(console, run),
+            on_turn=lambda turn: _print_turn(console, turn),
         )
-    except ConvostoreError as exc:
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
-    except OSError as exc:
-        # A server that does not answer: the driver's connection error, without the URL.
-        raise click.ClickException(f"cannot reach the database: {exc}") from exc
+    )
     console.print(
         "\n[bold green]Stored.[/] Run [bold]convostore demo[/] again: the agent continues this "
         "conversation, from a new process."
@@ -71,9 +69,11 @@ def _load_demo() -> ModuleType:
     except ModuleNotFoundError as exc:
         if exc.name not in ("agents", "openai"):
             raise
-        raise click.ClickException(
+        raise MissingDependencyError(
             f"the demo needs the OpenAI Agents SDK (openai-agents), which is not installed.\n"
-            f"Install it with: {_INSTALL_HINT}"
+            f"Install it with: {_INSTALL_HINT}",
+            package=exc.name or "agents",
+            extra=_INSTALL_HINT,
         ) from exc
 
 

@@ -6,8 +6,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..doctor import Check, diagnose
-from ._common import open_store, plural, print_json, run, store_options
+from convostore.doctor import Check, diagnose
+
+from ._common import reports_errors
+from ._output import plural, print_json
+from ._store import StoreOptions, run, store_options
 
 __all__ = ["doctor"]
 
@@ -17,14 +20,13 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "unknown": "dim",
 @click.command(short_help="Check a database end to end and say what to fix.")
 @store_options
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
-def doctor(
-    url: str, sessions_table: str, messages_table: str, schema: str | None, as_json: bool
-) -> None:
+@reports_errors
+def doctor(target: StoreOptions, as_json: bool) -> None:
     """Check the database: reachable, async driver, schema, a write/read/delete, settings.
 
     Exits with status 1 if a check fails.
     """
-    store = open_store(url, sessions_table, messages_table, schema, read_only=True)
+    store = target.open(read_only=True)
     checks: list[Check] = run(store, diagnose, check_reachable=False)
     failed = [check for check in checks if check.status == "fail"]
     if as_json:

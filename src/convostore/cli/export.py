@@ -6,9 +6,11 @@ from typing import IO
 
 import click
 
-from .._records import ExportReport
-from .._store import SessionStore
-from ._common import err_console, open_store, print_json, progress_bar, run, store_options
+from convostore import ExportReport, SessionStore
+
+from ._common import reports_errors
+from ._output import err_console, print_json, session_progress
+from ._store import StoreOptions, run, store_options
 
 __all__ = ["export"]
 
@@ -31,11 +33,9 @@ __all__ = ["export"]
     is_flag=True,
     help="Print the summary as JSON (on stderr when the export goes to stdout).",
 )
+@reports_errors
 def export(
-    url: str,
-    sessions_table: str,
-    messages_table: str,
-    schema: str | None,
+    target: StoreOptions,
     output: IO[str],
     session_ids: tuple[str, ...],
     user_id: str | None,
@@ -44,7 +44,7 @@ def export(
     """Export sessions (all, some, or a user's) as JSON Lines, one session per line."""
     if session_ids and user_id:
         raise click.UsageError("give --session or --user, not both")
-    store = open_store(url, sessions_table, messages_table, schema, read_only=True)
+    store = target.open(read_only=True)
     to_stdout = getattr(output, "name", "-") in ("-", "<stdout>")
 
     async def work(store: SessionStore) -> ExportReport:
@@ -52,13 +52,9 @@ def export(
             total = len(session_ids)
         else:
             total = (await store.count_sessions(user_id=user_id))[0]
-        with progress_bar() as bar:
-            task = bar.add_task("exporting sessions", total=total)
+        with session_progress("exporting sessions", total=total) as progress:
             report = await store.export(
-                output,
-                session_ids=session_ids or None,
-                user_id=user_id,
-                progress=lambda sessions, _items: bar.advance(task, sessions),
+                output, session_ids=session_ids or None, user_id=user_id, progress=progress
             )
         output.flush()
         return report

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any
 
 import click
 
-from .._records import ImportReport
-from .._store import SessionStore
-from ._common import (
-    err_console,
-    interruptible,
-    open_store,
-    print_json,
-    progress_bar,
-    run,
-    store_options,
-)
+from convostore import ImportReport, SessionStore
+
+from ._common import reports_errors
+from ._output import err_console, print_json, progress_bar
+from ._store import StoreOptions, run, store_options
 
 __all__ = ["import_command"]
 
@@ -33,11 +30,16 @@ __all__ = ["import_command"]
 )
 @click.option("--create-tables", is_flag=True, help="Create the tables if they are missing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@reports_errors(
+    missing_tables_hint="add --create-tables to create them, or run "
+    "`convostore migrate upgrade head` first",
+    # Sessions are written in whole transactions, a group at a time, after their lines are
+    # read: a group not yet written is dropped, none is stored in part.
+    interrupted="Interrupted: sessions already written stay stored, none in part; import the "
+    "same input again with --skip-existing to finish.",
+)
 def import_command(
-    url: str,
-    sessions_table: str,
-    messages_table: str,
-    schema: str | None,
+    target: StoreOptions,
     source: IO[str],
     skip_existing: bool,
     create_tables: bool,
@@ -48,7 +50,7 @@ def import_command(
         err_console.print(
             "Reading sessions from standard input (end with Ctrl-D; or give a file name)."
         )
-    store = open_store(url, sessions_table, messages_table, schema)
+    store = target.open()
     try:
         total: int | None = os.fstat(source.fileno()).st_size or None
     except (OSError, ValueError, AttributeError):
@@ -62,7 +64,7 @@ def import_command(
 
             def lines() -> Iterator[str]:
                 while True:
-                    with interruptible():
+                    with _interruptible():
                         line = source.readline()
                     if not line:
                         return
@@ -72,24 +74,33 @@ def import_command(
 
             return await store.import_(lines(), on_existing="skip" if skip_existing else "error")
 
-    try:
-        report = run(
-            store,
-            work,
-            missing_tables_hint="add --create-tables to create them, or run "
-            "`convostore migrate upgrade head` first",
-        )
-    except KeyboardInterrupt:
-        # Sessions are written in whole transactions, a group at a time, after their lines
-        # are read: a group not yet written is dropped, none is stored in part.
-        err_console.print(
-            "Interrupted: sessions already written stay stored, none in part; import the "
-            "same input again with --skip-existing to finish."
-        )
-        raise click.exceptions.Exit(130) from None
+    report = run(store, work)
     if as_json:
         print_json(report.to_dict())
         return
     click.echo(f"Imported {report.sessions:,} sessions, {report.items:,} items.")
     if report.skipped:
         click.echo(f"Skipped {len(report.skipped):,} sessions that already existed.")
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Let Ctrl-C interrupt a blocking read inside the event loop (a terminal, a pipe).
+
+    While a coroutine runs, asyncio turns Ctrl-C into a cancellation that a blocking call
+    never sees, so a read of standard input ignored it. Inside this block Ctrl-C raises
+    ``KeyboardInterrupt`` at once, as in a plain program; outside, asyncio's handling stays.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _raise_interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt

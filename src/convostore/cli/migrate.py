@@ -14,11 +14,17 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..errors import ConvostoreError
+from ._common import about_database, reports_errors
+from ._destructive import confirm_destructive, yes_option
+from ._store import require_existing_sqlite_file
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = ["migrate"]
 
@@ -65,6 +71,7 @@ _TARGET_OPTIONS = (
 )
 @click.option("-q", "--quiet", is_flag=True, help="Do not log the revisions being run.")
 @click.pass_context
+@reports_errors
 def migrate(
     ctx: click.Context,
     url: str | None,
@@ -117,26 +124,37 @@ def _target_options(command: F) -> F:
     return command
 
 
-def _run(ctx: click.Context, work: Callable[[Any], object], *, read_only: bool = False) -> None:
-    from alembic.util import CommandError
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
+def _subcommand(short_help: str, *params: Callable[[Any], Any]) -> Callable[[F], click.Command]:
+    """Register a subcommand of ``migrate``: its ``params``, then the target options.
 
-    from ..migrate import make_config
-    from ._common import connect_failure_text, require_existing_sqlite_file
+    The callback receives the click context first; its errors are reported as every
+    command's are.
+    """
+
+    def register(callback: F) -> click.Command:
+        decorated = _target_options(click.pass_context(reports_errors(callback)))
+        for param in reversed(params):
+            decorated = param(decorated)
+        return migrate.command(short_help=short_help)(decorated)
+
+    return register
+
+
+def _run(
+    ctx: click.Context, work: Callable[[ModuleType, Config], object], *, read_only: bool = False
+) -> None:
+    """Call ``work(alembic.command, config)`` with the Alembic config of the options given."""
+    from alembic import command
+
+    from convostore.migrate import make_config
 
     config = make_config(x_arguments=ctx.obj, stdout=sys.stdout)
     url = ctx.obj.get("url") or os.environ.get("CONVOSTORE_URL")
-    if read_only and url:
-        require_existing_sqlite_file(url)
-    try:
-        work(config)
-    except (ConvostoreError, CommandError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except (OSError, SQLAlchemyError) as exc:
-        # The driver's message; the URL only without its password.
-        shown = make_url(url).render_as_string(hide_password=True) if url else "the database"
-        raise click.ClickException(connect_failure_text(exc, shown)) from None
+    if url:
+        about_database(url)
+        if read_only:
+            require_existing_sqlite_file(url)
+    work(command, config)
 
 
 _SQL = click.option(
@@ -144,78 +162,52 @@ _SQL = click.option(
 )
 
 
-@migrate.command(short_help="Upgrade to REVISION (default head).")
-@click.argument("revision", default="head")
-@_SQL
-@_target_options
-@click.pass_context
+@_subcommand(
+    "Upgrade to REVISION (default head).", click.argument("revision", default="head"), _SQL
+)
 def upgrade(ctx: click.Context, revision: str, sql: bool) -> None:
     """Upgrade to REVISION (default: head); adopts an Agents SDK database."""
-    from alembic import command
-
-    _run(ctx, lambda cfg: command.upgrade(cfg, revision, sql=sql))
+    _run(ctx, lambda command, cfg: command.upgrade(cfg, revision, sql=sql))
 
 
-@migrate.command(short_help="Downgrade to REVISION (base drops the tables).")
-@click.argument("revision")
-@_SQL
-@click.option("--yes", is_flag=True, help="Do not ask first (required without a terminal).")
-@_target_options
-@click.pass_context
+@_subcommand(
+    "Downgrade to REVISION (base drops the tables).", click.argument("revision"), _SQL, yes_option
+)
 def downgrade(ctx: click.Context, revision: str, sql: bool, yes: bool) -> None:
     """Downgrade to REVISION ("base" drops the tables and their data; with --sql: head:base)."""
-    from alembic import command
-
-    from ._common import confirm_destructive
-
     if not sql:
         confirm_destructive(
             f"Downgrade to {revision} (data in the columns and tables it removes is lost)?",
             yes=yes,
         )
+    _run(ctx, lambda command, cfg: command.downgrade(cfg, revision, sql=sql))
 
-    _run(ctx, lambda cfg: command.downgrade(cfg, revision, sql=sql))
 
-
-@migrate.command(short_help="Show the revision the database is at.")
-@click.option("-v", "--verbose", is_flag=True, help="Show the revision's details.")
-@_target_options
-@click.pass_context
+@_subcommand(
+    "Show the revision the database is at.",
+    click.option("-v", "--verbose", is_flag=True, help="Show the revision's details."),
+)
 def current(ctx: click.Context, verbose: bool) -> None:
     """Show the revision the database is at."""
-    from alembic import command
-
-    _run(ctx, lambda cfg: command.current(cfg, verbose=verbose), read_only=True)
+    _run(ctx, lambda command, cfg: command.current(cfg, verbose=verbose), read_only=True)
 
 
-@migrate.command(short_help="List convostore's revisions, newest first.")
-@click.option("-v", "--verbose", is_flag=True, help="Show each revision's details.")
-@_target_options
-@click.pass_context
+@_subcommand(
+    "List convostore's revisions, newest first.",
+    click.option("-v", "--verbose", is_flag=True, help="Show each revision's details."),
+)
 def history(ctx: click.Context, verbose: bool) -> None:
     """List convostore's revisions, newest first."""
-    from alembic import command
-
-    _run(ctx, lambda cfg: command.history(cfg, verbose=verbose))
+    _run(ctx, lambda command, cfg: command.history(cfg, verbose=verbose))
 
 
-@migrate.command(short_help="Record REVISION without running migrations.")
-@click.argument("revision")
-@_SQL
-@_target_options
-@click.pass_context
+@_subcommand("Record REVISION without running migrations.", click.argument("revision"), _SQL)
 def stamp(ctx: click.Context, revision: str, sql: bool) -> None:
     """Record REVISION in the version table without running migrations."""
-    from alembic import command
-
-    _run(ctx, lambda cfg: command.stamp(cfg, revision, sql=sql))
+    _run(ctx, lambda command, cfg: command.stamp(cfg, revision, sql=sql))
 
 
-@migrate.command(short_help="Fail if the tables differ from this version's.")
-@_target_options
-@click.pass_context
+@_subcommand("Fail if the tables differ from this version's.")
 def check(ctx: click.Context) -> None:
     """Fail if the database's tables differ from this convostore's schema."""
-    from alembic import command
-
-    _run(ctx, lambda cfg: command.check(cfg), read_only=True)
+    _run(ctx, lambda command, cfg: command.check(cfg), read_only=True)

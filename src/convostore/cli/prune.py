@@ -6,20 +6,13 @@ import datetime as dt
 
 import click
 
-from .._db.schema import utcnow
-from .._records import PruneReport
-from .._store import SessionStore
-from ._common import (
-    Duration,
-    confirm_destructive,
-    describe_duration,
-    open_store,
-    plural,
-    print_json,
-    progress_bar,
-    run,
-    store_options,
-)
+from convostore import PruneReport, SessionStore
+
+from ._common import reports_errors
+from ._destructive import confirm_destructive, print_deleted, yes_option
+from ._durations import Duration, describe_duration
+from ._output import session_progress
+from ._store import StoreOptions, run, store_options
 
 __all__ = ["prune"]
 
@@ -41,15 +34,11 @@ __all__ = ["prune"]
     show_default=True,
     help="Sessions per transaction.",
 )
-@click.option(
-    "--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal)."
-)
+@yes_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@reports_errors
 def prune(
-    url: str,
-    sessions_table: str,
-    messages_table: str,
-    schema: str | None,
+    target: StoreOptions,
     older_than: dt.timedelta,
     user_id: str | None,
     dry_run: bool,
@@ -58,29 +47,23 @@ def prune(
     as_json: bool,
 ) -> None:
     """Delete whole sessions not updated for --older-than, in short batches."""
-    since = (utcnow() - older_than).strftime("%Y-%m-%d %H:%M UTC")
+    since = (dt.datetime.now(dt.timezone.utc) - older_than).strftime("%Y-%m-%d %H:%M UTC")
     which = f"session{f' of user {user_id!r}' if user_id else ''}"
     span = f"not updated for {describe_duration(older_than)} (since {since})"
     if not dry_run:
         confirm_destructive(f"Delete every {which} {span}?", yes=yes)
-    store = open_store(url, sessions_table, messages_table, schema)
+    store = target.open()
 
     async def work(store: SessionStore) -> PruneReport:
-        with progress_bar(enabled=not as_json) as bar:
-            task = bar.add_task("pruning sessions" if not dry_run else "counting", total=None)
+        description = "counting" if dry_run else "pruning sessions"
+        with session_progress(description, enabled=not as_json) as progress:
             return await store.prune(
                 older_than,
                 user_id=user_id,
                 dry_run=dry_run,
                 batch_size=batch_size,
-                progress=lambda sessions, _items: bar.advance(task, sessions),
+                progress=progress,
             )
 
-    report = run(store, work)
-    if as_json:
-        print_json(report.to_dict())
-        return
     verb = "Would delete" if dry_run else "Deleted"
-    click.echo(
-        f"{verb} {plural(report.sessions, 'session')} ({plural(report.items, 'item')}) {span}."
-    )
+    print_deleted(run(store, work), as_json=as_json, verb=verb, which=span)

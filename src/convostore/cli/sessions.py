@@ -11,9 +11,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .._records import ItemPage, SessionInfo, SessionPage
-from .._store import SessionStore
-from ._common import Duration, open_store, print_json, run, store_options
+from convostore import ItemPage, SessionInfo, SessionPage, SessionStore
+
+from ._common import reports_errors
+from ._durations import Duration
+from ._output import print_json
+from ._store import StoreOptions, run, store_options
 
 __all__ = ["sessions"]
 
@@ -36,11 +39,9 @@ def sessions() -> None:
 )
 @click.option("--cursor", help="The next-page cursor printed by the previous page.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@reports_errors
 def list_command(
-    url: str,
-    sessions_table: str,
-    messages_table: str,
-    schema: str | None,
+    target: StoreOptions,
     user_id: str | None,
     updated_within: dt.timedelta | None,
     limit: int,
@@ -48,7 +49,7 @@ def list_command(
     as_json: bool,
 ) -> None:
     """List sessions, most recently updated first, a page at a time."""
-    store = open_store(url, sessions_table, messages_table, schema, read_only=True)
+    store = target.open(read_only=True)
     after = dt.datetime.now(dt.timezone.utc) - updated_within if updated_within else None
 
     async def work(store: SessionStore) -> SessionPage:
@@ -113,17 +114,15 @@ def list_command(
     help="Show only the latest N items (default: the whole conversation).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@reports_errors
 def show_command(
-    url: str,
-    sessions_table: str,
-    messages_table: str,
-    schema: str | None,
+    target: StoreOptions,
     session_id: str,
     last: int | None,
     as_json: bool,
 ) -> None:
     """Show one session: its record and its items as a readable transcript."""
-    store = open_store(url, sessions_table, messages_table, schema, read_only=True)
+    store = target.open(read_only=True)
     console = Console(highlight=False)
 
     async def pages(store: SessionStore) -> AsyncIterator[ItemPage]:
