@@ -23,10 +23,9 @@ from items import item
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from convostore import SQLAlchemySession, build_tables, create_engine
-from convostore.codec import encode_item
+from convostore import SQLAlchemySession, build_tables, create_tables, engine_from_url
+from convostore._codec import encode_item
 from convostore.migrate import drop_version_table
-from convostore.session import create_tables
 
 # Populated rows get timestamps from here on, one millisecond apart: in the past, so that
 # anything appended later sorts after them in a store that orders by time.
@@ -45,7 +44,7 @@ async def backend_engine(backend: str, url: str) -> AsyncIterator[tuple[AsyncEng
         tmp_dir = tempfile.mkdtemp(prefix="convostore-bench-")
         sqlite_path = os.path.join(tmp_dir, "bench.db")
         url = f"sqlite+aiosqlite:///{sqlite_path}"
-    engine = create_engine(url, pool_size=10, max_overflow=0)
+    engine = engine_from_url(url, pool_size=10, max_overflow=0)
     try:
         yield engine, sqlite_path
     finally:

@@ -17,7 +17,11 @@ bench/bench.py:
 - ``core``: convostore's statements executed by bare SQLAlchemy Core on an
   ``AsyncConnection`` (read: the same autocommit view convostore uses; append: one
   ``engine.begin()`` transaction), and the floor's decoding;
-- ``convostore``: the session itself.
+- ``runner``: the same work and decoding, run by convostore's runner (``run_read`` /
+  ``run_write``: the retry loop, the cancellation shield, SQLite's writer queue);
+- ``history``: convostore's history layer (``get`` / ``add`` on already encoded items:
+  chunk assembly, its decoding, the bookkeeping that verifies a lost COMMIT);
+- ``convostore``: the session itself (validation, encoding, the context).
 
 It prints CPU time and wall time per operation and each layer's throughput over the
 floor's. ``pool`` bounds what any store that takes its connections from SQLAlchemy's pool
@@ -40,7 +44,7 @@ import pstats
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import workloads as wl
@@ -49,8 +53,12 @@ from impls import ConvostoreImpl, FloorImpl, backend_engine, set_up
 from items import item
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from convostore.codec import encode_item
-from convostore.operations import Operations, shared_operations, utcnow
+from convostore import RetryPolicy
+from convostore._codec import encode_item
+from convostore._db import history
+from convostore._db.engine import Database
+from convostore._db.runner import run_read, run_write
+from convostore._db.schema import utcnow
 
 TAIL_SESSION = "layers-tail"
 APPEND_SESSION = "layers-append"
@@ -84,8 +92,10 @@ async def _driver_tail(conn: AsyncConnection, store: Any, backend: str) -> list[
 
 
 def layers(backend: str, engine: AsyncEngine, fl: FloorImpl, cs: ConvostoreImpl) -> list[Layer]:
-    ops: Operations = shared_operations(engine, cs.tables)
-    read_engine = ops._read_engine  # the autocommit view convostore reads through
+    db = Database.of(engine, cs.tables)  # what a session on this engine and tables runs on
+    sql = db.statements
+    read_engine = db.read_engine  # the autocommit view convostore reads through
+    retry = RetryPolicy()  # a session's default
     floor_tail = fl.session(TAIL_SESSION)
     floor_append = fl.session(APPEND_SESSION)
     cs_tail = cs.session(TAIL_SESSION)
@@ -104,26 +114,25 @@ def layers(backend: str, engine: AsyncEngine, fl: FloorImpl, cs: ConvostoreImpl)
         async with read_engine.connect() as conn:
             _decode(await _driver_tail(conn, fl.store, backend))
 
-    async def core_tail() -> None:
-        async with read_engine.connect() as conn:
-            result = await conn.execute(ops._select_tail, {"sid": TAIL_SESSION, "lim": 20})
-            _decode([row.message_data for row in reversed(result.all())])
+    async def tail_rows(conn: AsyncConnection) -> list[Any]:
+        result = await conn.execute(sql.select_tail, {"sid": TAIL_SESSION, "lim": 20})
+        return _decode([row.message_data for row in reversed(result.all())])
 
-    async def core_full() -> None:
-        async with read_engine.connect() as conn:
-            result = await conn.execute(ops._select_all, {"sid": TAIL_SESSION})
-            _decode([row.message_data for row in result.all()])
+    async def full_rows(conn: AsyncConnection) -> list[Any]:
+        result = await conn.execute(sql.select_all, {"sid": TAIL_SESSION})
+        return _decode([row.message_data for row in result.all()])
 
-    async def core_append() -> None:
+    def append_one() -> Callable[[AsyncConnection], Awaitable[None]]:
         text = encode_item(item(next(counter)))
-        now = utcnow()
-        async with engine.begin() as conn:
-            if ops._append is not None:
+
+        async def write(conn: AsyncConnection) -> None:
+            now = utcnow()
+            if sql.append is not None:
                 params = {"sid": APPEND_SESSION, "n": 1, "now": now, "texts": [text]}
-                (await conn.execute(ops._append, params)).scalars().all()
+                (await conn.execute(sql.append, params)).scalars().all()
                 return
-            result = await conn.execute(ops._reserve, {"sid": APPEND_SESSION, "n": 1, "now": now})
-            end = result.lastrowid if ops._mysql else result.scalar_one()
+            result = await conn.execute(sql.reserve, {"sid": APPEND_SESSION, "n": 1, "now": now})
+            end = result.lastrowid if sql.is_mysql else result.scalar_one()
             row = {
                 "session_id": APPEND_SESSION,
                 "position": end - 1,
@@ -131,7 +140,40 @@ def layers(backend: str, engine: AsyncEngine, fl: FloorImpl, cs: ConvostoreImpl)
                 "created_at": now,
                 "chunk_count": 0,
             }
-            await conn.execute(ops._insert_messages, row)
+            await conn.execute(sql.insert_items, row)
+
+        return write
+
+    async def core_tail() -> None:
+        async with read_engine.connect() as conn:
+            await tail_rows(conn)
+
+    async def core_full() -> None:
+        async with read_engine.connect() as conn:
+            await full_rows(conn)
+
+    async def core_append() -> None:
+        write = append_one()
+        async with engine.begin() as conn:
+            await write(conn)
+
+    async def runner_tail() -> None:
+        await run_read(db, tail_rows, retry=retry)
+
+    async def runner_full() -> None:
+        await run_read(db, full_rows, retry=retry)
+
+    async def runner_append() -> None:
+        await run_write(db, append_one(), retry=retry)
+
+    async def history_tail() -> None:
+        await history.get(db, TAIL_SESSION, 20, retry=retry)
+
+    async def history_full() -> None:
+        await history.get(db, TAIL_SESSION, None, retry=retry)
+
+    async def history_append() -> None:
+        await history.add(db, APPEND_SESSION, [encode_item(item(next(counter)))], retry=retry)
 
     async def floor_tail_op() -> None:
         await floor_tail.get_items(limit=20)
@@ -158,6 +200,10 @@ def layers(backend: str, engine: AsyncEngine, fl: FloorImpl, cs: ConvostoreImpl)
         Layer("pool", {"tail20": pool_read, "full1k": pool_read, "append1": pool_write}),
         Layer("pool+driver", {"tail20": pool_driver_tail}),
         Layer("core", {"tail20": core_tail, "full1k": core_full, "append1": core_append}),
+        Layer("runner", {"tail20": runner_tail, "full1k": runner_full, "append1": runner_append}),
+        Layer(
+            "history", {"tail20": history_tail, "full1k": history_full, "append1": history_append}
+        ),
         Layer("convostore", {"tail20": cs_tail_op, "full1k": cs_full_op, "append1": cs_append_op}),
     ]
 
@@ -188,7 +234,7 @@ _PACKAGES = ("sqlalchemy", "asyncpg", "aiomysql", "pymysql", "aiosqlite", "green
 def _package(path: str, name: str) -> str | None:
     if path == "~":  # a built-in function or method
         return None if "epoll" in name else "built-ins"
-    if "/convostore/codec" in path:
+    if "/convostore/_codec" in path:
         return "convostore codec"
     if "/convostore/" in path and "/bench/" not in path:
         return "convostore"

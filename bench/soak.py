@@ -45,10 +45,10 @@ from convostore import (
     ConvostoreError,
     SQLAlchemySession,
     build_tables,
-    create_engine,
+    create_tables,
+    engine_from_url,
 )
 from convostore.migrate import version_table_for
-from convostore.session import create_tables
 
 HOT_SESSIONS = 4
 """Sessions shared by every task of every process."""
@@ -131,7 +131,7 @@ def _read_problems(sid: str, items: list[dict[str, Any]]) -> list[str]:
 
 
 async def _worker_main(args: dict[str, Any], process: int) -> dict[str, Any]:
-    engine = create_engine(args["url"], pool_size=args["sessions"] + 2, max_overflow=4)
+    engine = engine_from_url(args["url"], pool_size=args["sessions"] + 2, max_overflow=4)
     tables = args["tables"]
 
     def make(sid: str) -> SQLAlchemySession:
@@ -180,7 +180,7 @@ async def _audit(args: dict[str, Any], logs: list[dict[str, Any]]) -> list[str]:
     for log in logs:
         failures += log["problems"] + log["leaks"]
 
-    engine = create_engine(args["url"])
+    engine = engine_from_url(args["url"])
     tables = args["tables"]
     own, hot = _session_ids(args["run"], args["processes"], args["sessions"])
     stored: list[tuple[str, str, int]] = []
@@ -234,7 +234,7 @@ def _batch_problems(sid: str, items: list[dict[str, Any]]) -> list[str]:
 
 
 async def _setup(args: dict[str, Any], drop: bool = False) -> None:
-    engine = create_engine(args["url"])
+    engine = engine_from_url(args["url"])
     tables = build_tables(*args["tables"])
     try:
         if drop:
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(ops.values())
     errors = [error for log in logs for error in log["errors"]]
     summary = {
-        "backend": create_engine(opts.url).dialect.name,
+        "backend": engine_from_url(opts.url).dialect.name,
         "processes": opts.processes,
         "sessions_per_process": opts.sessions,
         "hot_sessions": HOT_SESSIONS,

@@ -15,7 +15,7 @@ import os
 
 from agents import Agent, RunConfig, Runner
 
-from convostore import SQLAlchemySession, create_engine
+from convostore import SQLAlchemySession, engine_from_url
 from convostore.demo import ScriptedModel, demo_responder, get_weather
 
 URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -43,7 +43,7 @@ async def converse(user: str, session: SQLAlchemySession) -> str:
 
 async def main() -> None:
     # One engine (and connection pool) for the whole application; sessions are cheap views.
-    engine = create_engine(URL, pool_size=5, max_overflow=10, pool_pre_ping=True)
+    engine = engine_from_url(URL, pool_size=5, max_overflow=10, pool_pre_ping=True)
     try:
         sessions = {
             user: SQLAlchemySession(f"example-{user}", engine=engine, create_tables=True)

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from convostore import InvalidInputError, SQLAlchemySession, create_engine
+from convostore import InvalidInputError, SQLAlchemySession, engine_from_url
 from convostore.demo import ScriptedModel, demo_responder, get_weather
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite:///web-chat.db")
@@ -78,7 +78,7 @@ async def chat_or_history(request: Request) -> JSONResponse:
 
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    app.state.engine = create_engine(DATABASE_URL, pool_pre_ping=True)
+    app.state.engine = engine_from_url(DATABASE_URL, pool_pre_ping=True)
     try:
         yield
     finally:

@@ -3,7 +3,7 @@
 Settings, first found: ``-x key=value``, ``CONVOSTORE_<KEY>`` environment variables, the ini
 file (``sqlalchemy.url``, ``sessions_table``, ``messages_table``, ``schema``,
 ``version_table``); see ``convostore.migrate.options_from_config``. The target metadata is
-built by ``convostore.schema.build_tables`` for the configured names: there is no second
+built by ``convostore.build_tables`` for the configured names: there is no second
 copy of the tables. Async URLs run through an ``AsyncEngine`` with ``run_sync``; sync URLs
 (psycopg2, pymysql ...) are accepted too. ``convostore.migrate(engine)`` hands env.py its own
 connection in ``config.attributes["connection"]``.
@@ -19,7 +19,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import NullPool
 
-from convostore.engine import create_engine as create_async_engine
+from convostore import engine_from_url
 from convostore.migrate import drop_empty_version_table, is_async_url, options_from_config
 
 config = context.config
@@ -53,7 +53,7 @@ def do_run_migrations(connection: Connection) -> None:
 
 
 async def run_async_migrations(url: URL) -> None:
-    engine = create_async_engine(url, poolclass=NullPool)
+    engine = engine_from_url(url, poolclass=NullPool)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)
