@@ -113,6 +113,9 @@ class _MovedModule(types.ModuleType):
     """Stands in for an old module: each attribute comes from where it lives now."""
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            # Module machinery (inspect, pickle, doctest) asks for these: not moved names.
+            raise AttributeError(name)
         short = self.__name__.rpartition(".")[2]
         default, renamed = _MOVED[short]
         target = renamed.get(name, f"{default}:{name}")
