@@ -13,6 +13,8 @@ Ordered, atomic, concurrency-safe conversation history on SQLAlchemy, over SQLit
 
 from __future__ import annotations
 
+# ``migrate`` is the module (``convostore.migrate.upgrade`` and the other commands).
+from . import migrate
 from .engine import configure_engine, create_engine
 from .errors import (
     CommitOutcomeUnknownError,
@@ -34,7 +36,6 @@ from .errors import (
     StorageError,
     UnsupportedDriverError,
 )
-from .migrate import migrate
 from .protocol import Session
 from .records import (
     ExportReport,
