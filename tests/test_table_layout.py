@@ -114,6 +114,7 @@ async def test_exact_reports_what_alembic_check_reports(
     findings = await layout(engine, tables, exact=True)
     assert len(findings) == 1
     assert isinstance(findings[0], Drift)
+    assert findings[0].table == tables.messages.name
     assert findings[0].difference[0] == "remove_column"
     assert "extra" in str(findings[0])
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Dialect, TypeDecorator, bindparam, inspect, text
+from sqlalchemy import Dialect, Table, TypeDecorator, bindparam, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeEngine
 
@@ -29,22 +29,24 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class MissingTable:
-    """A table of the store does not exist."""
+class Finding:
+    """One way the database differs from the tables a store expects; ``str()`` says which."""
 
     table: str
-    """The table's name."""
+    """The table it concerns."""
+
+
+@dataclass(frozen=True)
+class MissingTable(Finding):
+    """The table does not exist."""
 
     def __str__(self) -> str:
         return f"table {self.table} is missing"
 
 
 @dataclass(frozen=True)
-class MissingColumns:
+class MissingColumns(Finding):
     """A table of the store's name exists without some of convostore's columns."""
-
-    table: str
-    """The table's name."""
 
     columns: tuple[str, ...]
     """The columns it lacks, sorted."""
@@ -54,22 +56,19 @@ class MissingColumns:
 
 
 @dataclass(frozen=True)
-class Drift:
+class Drift(Finding):
     """A difference Alembic's ``compare_metadata`` found (``exact=True`` only)."""
 
     difference: Any
-    """Alembic's own description: a tuple such as ``("add_column", schema, table, column)``."""
+    """Alembic's own description, such as ``("add_column", schema, table, column)``."""
 
     def __str__(self) -> str:
-        return f"the database differs from convostore's schema: {self.difference!r}"
+        return f"{self.table} differs from convostore's schema: {self.difference!r}"
 
 
 @dataclass(frozen=True)
-class WrongCollation:
+class WrongCollation(Finding):
     """A MySQL/MariaDB column compares text otherwise than convostore needs (``exact=True``)."""
-
-    table: str
-    """The table's name."""
 
     column: str
     """The column's name."""
@@ -82,10 +81,6 @@ class WrongCollation:
 
     def __str__(self) -> str:
         return f"{self.table}.{self.column} has collation {self.found}, not {self.expected}"
-
-
-Finding = MissingTable | MissingColumns | Drift | WrongCollation
-"""One difference between the database and the store's expected tables."""
 
 
 def compare_layout(conn: Connection, tables: Tables, *, exact: bool = False) -> list[Finding]:
@@ -123,7 +118,20 @@ def _drift(conn: Connection, tables: Tables) -> list[Drift]:
 
     options = MigrationOptions.for_tables(tables)
     context = MigrationContext.configure(conn, opts=options.context_options())
-    return [Drift(difference) for difference in compare_metadata(context, tables.metadata)]
+    differences = compare_metadata(context, tables.metadata)
+    return [Drift(_table_of(difference), difference) for difference in differences]
+
+
+def _table_of(difference: Any) -> str:
+    # Alembic describes a change as a tuple ("add_table", table), ("add_index", index),
+    # ("add_column", schema, table name, column) ..., or as a list of ("modify_type",
+    # schema, table name, column name, ...) tuples for one column.
+    step = difference[0] if isinstance(difference, list) else difference
+    if step[0].endswith("_column") or step[0].startswith("modify_"):
+        return str(step[2])
+    target = step[1]
+    table = target if isinstance(target, Table) else getattr(target, "table", None)
+    return str(getattr(table, "name", "?"))
 
 
 def _collations(conn: Connection, tables: Tables) -> list[WrongCollation]:
