@@ -299,21 +299,14 @@ def history() -> list[str]:
 class StoreNames(TypedDict, total=False):
     """Which store a command applies to: the keyword arguments of :func:`upgrade` and others.
 
-    Each is optional, with the default of the :class:`MigrationOptions` field of its name.
+    Each key is optional, and means what the :class:`MigrationOptions` field of its name
+    means, with the same default.
     """
 
     sessions_table: str
-    """Name of the sessions table."""
-
     messages_table: str
-    """Name of the messages table."""
-
     schema: str | None
-    """PostgreSQL schema (MySQL: database) holding the tables and the version table."""
-
     version_table: str
-    """Alembic's version table; by default ``convostore_alembic_version``, or
-    ``<sessions_table>_alembic_version`` for other table names."""
 
 
 async def _run(
