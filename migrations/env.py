@@ -2,11 +2,12 @@
 
 Settings, first found: ``-x key=value``, ``CONVOSTORE_<KEY>`` environment variables, the ini
 file (``sqlalchemy.url``, ``sessions_table``, ``messages_table``, ``schema``,
-``version_table``); see ``convostore.migrate.options_from_config``. The target metadata is
-built by ``convostore.build_tables`` for the configured names: there is no second
-copy of the tables. Async URLs run through an ``AsyncEngine`` with ``run_sync``; sync URLs
-(psycopg2, pymysql ...) are accepted too. ``convostore.migrate(engine)`` hands env.py its own
-connection in ``config.attributes["connection"]``.
+``version_table``); see ``convostore._migration_env.options_from_config``. The target
+metadata is built by ``convostore.build_tables`` for the configured names: there is no
+second copy of the tables. Async URLs run through an ``AsyncEngine`` with ``run_sync``; sync
+URLs (psycopg2, pymysql ...) are accepted too. ``convostore.migrate.upgrade(engine)`` (and the
+other commands of ``convostore.migrate``) hands env.py its own connection in
+``config.attributes["connection"]``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import NullPool
 
 from convostore import engine_from_url
-from convostore.migrate import drop_empty_version_table, is_async_url, options_from_config
+from convostore._migration_env import drop_empty_version_table, is_async_url, options_from_config
 
 config = context.config
 # An application's ini may configure logging elsewhere (no [loggers] section): then leave it.

@@ -87,6 +87,7 @@ PUBLIC_MODULES = {
     "convostore.cli",
     "convostore.demo",
     "convostore.doctor",
+    "convostore.testing",
 }
 
 

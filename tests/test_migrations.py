@@ -10,7 +10,9 @@ import asyncio
 import os
 import subprocess
 import sys
+import types
 import uuid
+import warnings
 import zipfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -18,17 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic.autogenerate import compare_metadata
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
 from sqlalchemy import String, event, inspect, select, text, update
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
 import convostore
 from convostore import SchemaError, SQLAlchemySession, build_tables, engine_from_url
+from convostore._migration_env import options_from_config
+from convostore._table_layout import compare_layout
 from convostore.cli import main
 from convostore.migrate import (
     DEFAULT_VERSION_TABLE,
@@ -38,7 +40,6 @@ from convostore.migrate import (
     drop_version_table,
     head,
     history,
-    options_from_config,
     script_directory,
     script_location,
     version_table_for,
@@ -126,28 +127,11 @@ def kwargs(options: MigrationOptions) -> dict[str, Any]:
     }
 
 
-def differences(conn: Connection, options: MigrationOptions) -> list[Any]:
-    """``alembic check``'s comparison, with env.py's filters and version table."""
-    context = MigrationContext.configure(conn, opts=options.context_options())
-    return list(compare_metadata(context, options.metadata))
-
-
 async def assert_no_drift(engine: AsyncEngine, options: MigrationOptions) -> None:
+    """``alembic check``'s comparison with env.py's filters, and the MySQL collations."""
     async with engine.connect() as conn:
-        assert await conn.run_sync(differences, options) == []
-        if engine.dialect.name in ("mysql", "mariadb"):
-            # Alembic does not compare collations: check the exact-match one by hand.
-            rows = await conn.execute(
-                text(
-                    "SELECT TABLE_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
-                    "WHERE TABLE_SCHEMA = DATABASE() AND COLUMN_NAME = 'session_id' "
-                    "AND TABLE_NAME IN (:s, :m)"
-                ),
-                {"s": options.sessions_table, "m": options.messages_table},
-            )
-            collations = dict(rows.all())
-            assert set(collations.values()) == {"utf8mb4_nopad_bin"}, collations
-            assert len(collations) == 2
+        findings = await conn.run_sync(compare_layout, options.tables, exact=True)
+    assert findings == [], [str(finding) for finding in findings]
 
 
 def default_store_tables() -> set[str]:
@@ -223,7 +207,7 @@ def test_version_table_names() -> None:
 async def test_upgrade_builds_exactly_the_schema(
     engine: AsyncEngine, names: MigrationOptions
 ) -> None:
-    await convostore.migrate(engine, **kwargs(names))
+    await convostore.migrate.upgrade(engine, **kwargs(names))
     assert await current(engine, **kwargs(names)) == (head(),)
     await assert_no_drift(engine, names)
     await use_session(engine, names)
@@ -232,9 +216,9 @@ async def test_upgrade_builds_exactly_the_schema(
 async def test_upgrade_of_an_up_to_date_database_is_a_no_op(
     engine: AsyncEngine, names: MigrationOptions
 ) -> None:
-    await convostore.migrate(engine, **kwargs(names))
+    await convostore.migrate.upgrade(engine, **kwargs(names))
     with Statements(engine) as statements:
-        await convostore.migrate(engine, **kwargs(names))
+        await convostore.migrate.upgrade(engine, **kwargs(names))
     assert statements.writes == []
     assert await current(engine, **kwargs(names)) == (head(),)
 
@@ -243,12 +227,12 @@ async def test_downgrade_base_removes_everything_and_upgrade_again_works(
     engine: AsyncEngine, names: MigrationOptions
 ) -> None:
     ours = {names.sessions_table, names.messages_table, names.version_table}
-    await convostore.migrate(engine, **kwargs(names))
+    await convostore.migrate.upgrade(engine, **kwargs(names))
     assert ours <= await table_names(engine)
     await downgrade(engine, "base", **kwargs(names))
     assert not ours & await table_names(engine)
     assert await current(engine, **kwargs(names)) == ()
-    await convostore.migrate(engine, **kwargs(names))
+    await convostore.migrate.upgrade(engine, **kwargs(names))
     await assert_no_drift(engine, names)
     await use_session(engine, names)
 
@@ -265,7 +249,7 @@ async def test_create_tables_stamps_head(engine: AsyncEngine, names: MigrationOp
     assert await current(engine, **kwargs(names)) == (head(),)
     await assert_no_drift(engine, names)
     with Statements(engine) as statements:
-        await convostore.migrate(engine, **kwargs(names))
+        await convostore.migrate.upgrade(engine, **kwargs(names))
     assert statements.writes == []
     assert await session.get_items() == [{"role": "user", "content": "hi"}]
 
@@ -276,7 +260,7 @@ async def test_create_tables_refuses_tables_at_an_older_revision(
     revisions = [script.revision for script in script_directory().walk_revisions()]
     if len(revisions) < 2:
         pytest.skip("one revision so far: no database can be older than head")
-    await convostore.migrate(engine, revisions[1], **kwargs(names))
+    await convostore.migrate.upgrade(engine, revisions[1], **kwargs(names))
     with pytest.raises(SchemaError, match="upgrade head"):
         await SQLAlchemySession(
             "x",
@@ -286,7 +270,7 @@ async def test_create_tables_refuses_tables_at_an_older_revision(
             messages_table=names.messages_table,
         ).get_items()
 
-    await convostore.migrate(engine, **kwargs(names))
+    await convostore.migrate.upgrade(engine, **kwargs(names))
     await use_session(engine, names)
 
 
@@ -294,7 +278,7 @@ async def test_create_tables_leaves_a_newer_revision_alone(
     engine: AsyncEngine, names: MigrationOptions
 ) -> None:
     """A revision this convostore does not know was written by a newer one: no error."""
-    await convostore.migrate(engine, **kwargs(names))
+    await convostore.migrate.upgrade(engine, **kwargs(names))
     async with engine.begin() as conn:
         await conn.execute(text(f"UPDATE {names.version_table} SET version_num = 'f00d'"))
     session = SQLAlchemySession(
@@ -313,8 +297,8 @@ async def test_two_stores_keep_separate_histories(engine: AsyncEngine) -> None:
     second = MigrationOptions(f"{unique()}_sessions", f"{unique()}_messages")
     assert first.version_table != second.version_table
     try:
-        await convostore.migrate(engine, **kwargs(first))
-        await convostore.migrate(engine, **kwargs(second))
+        await convostore.migrate.upgrade(engine, **kwargs(first))
+        await convostore.migrate.upgrade(engine, **kwargs(second))
         await downgrade(engine, "base", **kwargs(first))
         assert await current(engine, **kwargs(first)) == ()
         assert await current(engine, **kwargs(second)) == (head(),)
@@ -332,7 +316,7 @@ async def test_custom_postgresql_schema(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
     try:
-        await convostore.migrate(engine, schema=schema)
+        await convostore.migrate.upgrade(engine, schema=schema)
         assert await table_names(engine, schema) == default_store_tables()
         assert await current(engine, schema=schema) == (head(),)
         await assert_no_drift(engine, options)
@@ -344,11 +328,70 @@ async def test_custom_postgresql_schema(engine: AsyncEngine) -> None:
 
 
 async def test_migrate_shares_the_callers_connection_settings(fresh: Fresh) -> None:
-    """``migrate(engine)`` with default names lands where the engine points (search_path...)."""
-    await convostore.migrate(fresh.engine)
+    """``upgrade(engine)`` with default names lands where the engine points (search_path...)."""
+    await convostore.migrate.upgrade(fresh.engine)
     assert default_store_tables() == await table_names(fresh.engine)
     await assert_no_drift(fresh.engine, MigrationOptions())
     await use_session(fresh.engine, MigrationOptions())
+
+
+# -- the module and its old names -----------------------------------------------------------
+
+
+def test_convostore_migrate_is_the_module() -> None:
+    import convostore.migrate as m
+
+    assert isinstance(m, types.ModuleType)
+    assert m is convostore.migrate
+    assert m.upgrade.__module__ == "convostore.migrate"
+    from convostore.errors import SchemaError as FrozenSchemaError  # frozen too
+    from convostore.migrate import revision_names  # frozen: the released revisions import it
+
+    assert revision_names is m.revision_names
+    assert FrozenSchemaError is SchemaError
+
+
+async def test_calling_the_module_warns_and_still_upgrades(
+    engine: AsyncEngine, names: MigrationOptions
+) -> None:
+    with pytest.warns(DeprecationWarning, match=r"convostore\.migrate\.upgrade") as caught:
+        pending = convostore.migrate(engine, **kwargs(names))
+    assert caught[0].filename == __file__  # the warning points at the caller
+    await pending
+    assert await current(engine, **kwargs(names)) == (head(),)
+    await assert_no_drift(engine, names)
+
+    with pytest.warns(DeprecationWarning, match="upgrade"):
+        from convostore.migrate import migrate
+    assert migrate is convostore.migrate.upgrade
+
+
+@pytest.mark.parametrize(
+    ("name", "module"),
+    [
+        ("options_from_config", "convostore._migration_env"),
+        ("EnvSettings", "convostore._migration_env"),
+        ("migration_url", "convostore._migration_env"),
+        ("is_async_url", "convostore._migration_env"),
+        ("drop_empty_version_table", "convostore._migration_env"),
+        ("check_revision", "convostore._table_creation"),
+        ("stamp_head", "convostore._table_creation"),
+    ],
+)
+def test_moved_names_warn_and_still_work(name: str, module: str) -> None:
+    with pytest.warns(DeprecationWarning, match=f"convostore.migrate.{name} is deprecated"):
+        moved = getattr(convostore.migrate, name)
+    assert moved is getattr(sys.modules[module], name)
+    assert name not in convostore.migrate.__all__
+
+
+def test_current_names_do_not_warn() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in convostore.migrate.__all__:
+            getattr(convostore.migrate, name)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        convostore.migrate.nope  # noqa: B018
 
 
 # -- settings -----------------------------------------------------------------------------
@@ -649,7 +692,7 @@ async def test_adopt_a_database_written_by_the_agents_sdk(fresh: Fresh) -> None:
     with pytest.raises(SchemaError, match="convostore migrate upgrade head"):
         await SQLAlchemySession("user-1", engine=fresh.engine, create_tables=True).get_items()
 
-    await convostore.migrate(fresh.engine)
+    await convostore.migrate.upgrade(fresh.engine)
 
     await assert_no_drift(fresh.engine, MigrationOptions())
     assert await current(fresh.engine) == (head(),)
@@ -681,7 +724,7 @@ async def test_adoption_keeps_order_within_a_second(fresh: Fresh) -> None:
     for item in items:
         await sdk.add_items([item])
     assert await sdk.get_items() == items
-    await convostore.migrate(fresh.engine)
+    await convostore.migrate.upgrade(fresh.engine)
     assert await SQLAlchemySession("fast", engine=fresh.engine).get_items() == items
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from convostore import SessionStore, SQLAlchemySession
 from convostore._db.schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE
 from convostore.errors import ConfigurationError
-from convostore.migrate import migrate
+from convostore.migrate import upgrade
 
 pytestmark = pytest.mark.backends("postgresql", "mysql")
 
@@ -44,7 +44,7 @@ async def schema(engine: AsyncEngine, backend: str) -> AsyncIterator[str]:
     kind = "SCHEMA" if backend == "postgresql" else "DATABASE"
     await _autocommit(engine, f"CREATE {kind} {name}")
     try:
-        await migrate(engine, schema=name)
+        await upgrade(engine, schema=name)
         yield name
     finally:
         await _autocommit(

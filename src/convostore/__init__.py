@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _deprecated
+# ``migrate`` is the module (``convostore.migrate.upgrade`` and the other commands).
+from . import _deprecated, migrate
 from ._codec import corrupt_items_skipped
 from ._config import RetryPolicy, SessionSettings
 from ._db.engine import configure_engine, engine_from_url
@@ -61,7 +62,6 @@ from .errors import (
     StorageError,
     UnsupportedDriverError,
 )
-from .migrate import migrate
 
 __version__ = "0.1.0"
 

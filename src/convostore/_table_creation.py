@@ -17,24 +17,34 @@ has the lock:
 
 The worker that gets the lock first creates and stamps; the others find the tables and the
 recorded revision in place and change nothing.
+
+Stamping is Alembic's "building an up-to-date database from scratch": ``create_all``, then
+record the latest revision in the store's version table, on the same connection and in the
+same transaction, so that a later ``upgrade head`` has nothing to do.
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from . import _version_table
 from ._db.dialect import translate
 from ._db.engine import engine_state
 from ._db.schema import Tables
+from ._table_layout import MissingColumns, compare_layout
 from .errors import SchemaError, StorageError
-from .migrate import check_revision, stamp_head
+from .migrate import MigrationOptions, head, script_directory
 
-__all__ = ["LOCK_TIMEOUT_SECONDS", "create_tables"]
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
+
+__all__ = ["LOCK_TIMEOUT_SECONDS", "check_revision", "create_tables", "stamp_head"]
 
 LOCK_TIMEOUT_SECONDS = 60
 """How long a worker waits for another one that is creating the same tables."""
@@ -147,19 +157,62 @@ def _lock_name(tables: Tables) -> str:
 
 
 def _create_and_check(conn: Connection, tables: Tables) -> None:
-    inspector = inspect(conn)
-    for table in (tables.sessions, tables.messages):
-        if not inspector.has_table(table.name, schema=table.schema):
-            continue
-        existing = {column["name"] for column in inspector.get_columns(table.name, table.schema)}
-        missing = sorted(set(table.c.keys()) - existing)
-        if missing:
-            raise SchemaError(
-                f"table {table.name!r} exists but is not a convostore table (missing columns "
-                f"{missing}); if it was written by the Agents SDK's SQLAlchemySession, adopt it "
-                f"with `convostore migrate upgrade head`, or choose other table names"
-            )
+    foreign = [f for f in compare_layout(conn, tables) if isinstance(f, MissingColumns)]
+    if foreign:
+        raise SchemaError(
+            f"table {foreign[0].table!r} exists but is not a convostore table (missing columns "
+            f"{list(foreign[0].columns)}); if it was written by the Agents SDK's "
+            f"SQLAlchemySession, adopt it with `convostore migrate upgrade head`, or choose "
+            f"other table names"
+        )
     check_revision(conn, tables)
     tables.metadata.create_all(conn, checkfirst=True)
-    # Alembic's "building an up-to-date database from scratch": a later upgrade is a no-op.
     stamp_head(conn, tables)
+
+
+def check_revision(conn: Connection, tables: Tables) -> None:
+    """Refuse to create tables beside an older revision of them: they need ``upgrade head``.
+
+    Raises:
+        SchemaError: The store's version table records a revision older than the head.
+    """
+    options = MigrationOptions.for_tables(tables)
+    if not _version_table.exists(conn, options):
+        return
+    heads = _version_table.current_heads(conn, options)
+    latest = head()
+    if not heads or latest in heads:
+        return
+    known = script_directory()
+    if all(_is_known(known, rev) for rev in heads):
+        raise SchemaError(
+            f"the tables {tables.sessions.name!r}/{tables.messages.name!r} are at revision "
+            f"{', '.join(heads)}, older than this convostore ({latest}); run "
+            f"`convostore migrate upgrade head` (or `await convostore.migrate.upgrade(engine)`) "
+            f"first"
+        )
+    # A revision this version does not know comes from a newer convostore: leave it alone.
+
+
+def stamp_head(conn: Connection, tables: Tables) -> None:
+    """Record the head revision in the store's version table if it records nothing yet."""
+    options = MigrationOptions.for_tables(tables)
+    context = _version_table.migration_context(conn, options)
+    if context.get_current_heads():
+        return
+    try:
+        with conn.begin_nested():
+            context.stamp(script_directory(), "head")
+    except DBAPIError:
+        # Another process created the same tables at the same moment and stamped first.
+        if not _version_table.current_heads(conn, options):
+            raise
+
+
+def _is_known(scripts: ScriptDirectory, revision: str) -> bool:
+    from alembic.util import CommandError
+
+    try:
+        return scripts.get_revision(revision) is not None
+    except CommandError:
+        return False

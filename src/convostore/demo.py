@@ -1,8 +1,9 @@
 """A scripted agent conversation, run by the OpenAI Agents SDK and stored by convostore.
 
 Needs the Agents SDK (``pip install 'convostore[agents]'``); no network and no API key:
-:class:`ScriptedModel` is an Agents SDK model that answers from a script instead of calling
-a provider. Use it to try convostore with a real runner::
+:class:`~convostore.testing.ScriptedModel` is an Agents SDK model that answers from a script
+instead of calling a provider (it lives in :mod:`convostore.testing`, and is importable from
+here too). Use it to try convostore with a real runner::
 
     from agents import Agent, Runner
     from convostore import SQLAlchemySession
@@ -20,11 +21,9 @@ a provider. Use it to try convostore with a real runner::
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,31 +37,11 @@ INSTALL_HINT = "pip install 'convostore[agents]'"
 
 try:
     from agents import Agent, RunConfig, Runner, function_tool
-    from agents.agent_output import AgentOutputSchemaBase
-    from agents.handoffs import Handoff
-    from agents.items import (
-        ModelResponse,
-        TResponseInputItem,
-        TResponseOutputItem,
-        TResponseStreamEvent,
-    )
-    from agents.model_settings import ModelSettings
-    from agents.models.interface import Model, ModelTracing
-    from agents.tool import Tool
-    from agents.usage import Usage
-    from openai.types.responses import (
-        Response,
-        ResponseCompletedEvent,
-        ResponseCreatedEvent,
-        ResponseFunctionToolCall,
-        ResponseOutputItemAddedEvent,
-        ResponseOutputItemDoneEvent,
-        ResponseOutputMessage,
-        ResponseOutputText,
-        ResponseTextDeltaEvent,
-    )
-    from openai.types.responses.response_prompt_param import ResponsePromptParam
-    from openai.types.responses.response_reasoning_item import ResponseReasoningItem, Summary
+    from agents.items import TResponseOutputItem
+    from agents.models.interface import Model
+
+    # The scripted model lives in convostore.testing; its names stay importable from here.
+    from .testing import Responder, ScriptedModel, function_call, message, reasoning
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ModuleNotFoundError(
         f"convostore's demo needs the OpenAI Agents SDK (openai-agents): {INSTALL_HINT}",
@@ -91,167 +70,6 @@ DEFAULT_URL = "sqlite:///convostore-demo.db"
 
 DEFAULT_SESSION_ID = "convostore-demo"
 """The session id of the demo's conversation."""
-
-Responder = Callable[[list[dict[str, Any]]], Sequence[TResponseOutputItem]]
-"""A script: given the model's whole input (history and new turn), return its output items."""
-
-
-def _next_id(prefix: str) -> str:
-    # Unique across runs and processes, like a provider's ids: the stored history keeps them.
-    return f"{prefix}_{uuid.uuid4().hex}"
-
-
-def message(text: str) -> ResponseOutputMessage:
-    """An assistant message output item with ``text``."""
-    return ResponseOutputMessage(
-        id=_next_id("msg"),
-        type="message",
-        role="assistant",
-        status="completed",
-        content=[ResponseOutputText(type="output_text", text=text, annotations=[])],
-    )
-
-
-def function_call(name: str, arguments: dict[str, Any]) -> ResponseFunctionToolCall:
-    """A function tool call output item: the runner calls tool ``name`` with ``arguments``."""
-    return ResponseFunctionToolCall(
-        id=_next_id("fc"),
-        call_id=_next_id("call"),
-        type="function_call",
-        name=name,
-        arguments=json.dumps(arguments),
-        status="completed",
-    )
-
-
-def reasoning(summary: str) -> ResponseReasoningItem:
-    """A reasoning output item whose summary is ``summary``."""
-    return ResponseReasoningItem(
-        id=_next_id("rs"),
-        type="reasoning",
-        summary=[Summary(type="summary_text", text=summary)],
-    )
-
-
-class ScriptedModel(Model):
-    """An Agents SDK model that answers from a script: no network, no API key.
-
-    Args:
-        script: Either a :data:`Responder` (called with each request's input items), or the
-            outputs of successive requests, in order.
-        record_inputs: Keep every request's input in :attr:`inputs`, so a test can check
-            what history the runner sent. Turn it off in a long-running server.
-    """
-
-    def __init__(
-        self,
-        script: Responder | Iterable[Sequence[TResponseOutputItem]],
-        *,
-        record_inputs: bool = True,
-    ) -> None:
-        if callable(script):
-            self._responder: Responder | None = script
-            self._outputs: list[Sequence[TResponseOutputItem]] = []
-        else:
-            self._responder = None
-            self._outputs = list(script)
-        self._record_inputs = record_inputs
-        self.inputs: list[list[dict[str, Any]]] = []
-        """The input items of each request, in order (if ``record_inputs``)."""
-
-    def _respond(self, input: str | list[TResponseInputItem]) -> list[TResponseOutputItem]:
-        if isinstance(input, str):
-            items: list[dict[str, Any]] = [{"role": "user", "content": input}]
-        else:
-            items = [dict(item) for item in input]
-        if self._record_inputs:
-            self.inputs.append(items)
-        if self._responder is not None:
-            return list(self._responder(items))
-        if not self._outputs:
-            raise RuntimeError("ScriptedModel: the script has no output left for this request")
-        return list(self._outputs.pop(0))
-
-    async def get_response(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None,
-        conversation_id: str | None,
-        prompt: ResponsePromptParam | None,
-    ) -> ModelResponse:
-        """Return the script's next output as one response."""
-        output = self._respond(input)
-        return ModelResponse(output=output, usage=Usage(requests=1), response_id=None)
-
-    async def stream_response(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None,
-        conversation_id: str | None,
-        prompt: ResponsePromptParam | None,
-    ) -> AsyncIterator[TResponseStreamEvent]:
-        """Stream the script's next output: created, each item (text as deltas), completed."""
-        output = self._respond(input)
-        response = Response(
-            id=_next_id("resp"),
-            created_at=0,
-            model="scripted",
-            object="response",
-            output=[],
-            tool_choice="auto",
-            tools=[],
-            parallel_tool_calls=False,
-            status="in_progress",
-        )
-        sequence = itertools.count()
-        yield ResponseCreatedEvent(
-            type="response.created", response=response, sequence_number=next(sequence)
-        )
-        for index, item in enumerate(output):
-            yield ResponseOutputItemAddedEvent(
-                type="response.output_item.added",
-                item=item,
-                output_index=index,
-                sequence_number=next(sequence),
-            )
-            if isinstance(item, ResponseOutputMessage):
-                for content_index, part in enumerate(item.content):
-                    if isinstance(part, ResponseOutputText):
-                        for word in re.findall(r"\S+\s*", part.text):
-                            yield ResponseTextDeltaEvent(
-                                type="response.output_text.delta",
-                                item_id=item.id,
-                                output_index=index,
-                                content_index=content_index,
-                                delta=word,
-                                logprobs=[],
-                                sequence_number=next(sequence),
-                            )
-            yield ResponseOutputItemDoneEvent(
-                type="response.output_item.done",
-                item=item,
-                output_index=index,
-                sequence_number=next(sequence),
-            )
-        yield ResponseCompletedEvent(
-            type="response.completed",
-            response=response.model_copy(update={"output": output, "status": "completed"}),
-            sequence_number=next(sequence),
-        )
 
 
 # -- the demo's agent -----------------------------------------------------------------------

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import uuid
 from typing import Any
 
-from sqlalchemy import inspect
-from sqlalchemy.engine import Connection
-
+from . import migrate
 from ._db.chunks import chunk_chars_for_packet
 from ._db.dialect import describe_connect_failure
 from ._store import SessionStore
+from ._table_layout import compare_layout
 from .errors import ConvostoreError
 
 __all__ = ["Check", "diagnose"]
@@ -103,22 +101,8 @@ async def diagnose(store: SessionStore) -> list[Check]:
 
 async def _check_tables(store: SessionStore, checks: list[Check]) -> bool:
     tables = store.tables
-
-    def missing(conn: Connection) -> list[str]:
-        inspector = inspect(conn)
-        problems = []
-        for table in (tables.sessions, tables.messages):
-            if not inspector.has_table(table.name, schema=table.schema):
-                problems.append(f"table {table.name} is missing")
-                continue
-            have = {c["name"] for c in inspector.get_columns(table.name, schema=table.schema)}
-            lacking = sorted(set(table.c.keys()) - have)
-            if lacking:
-                problems.append(f"{table.name} lacks columns {', '.join(lacking)}")
-        return problems
-
     async with store.engine.connect() as conn:
-        problems = await conn.run_sync(missing)
+        problems = [str(finding) for finding in await conn.run_sync(compare_layout, tables)]
     if problems:
         checks.append(
             Check(
@@ -138,9 +122,6 @@ async def _check_tables(store: SessionStore, checks: list[Check]) -> bool:
 async def _check_revision(store: SessionStore, *, tables_ok: bool) -> Check:
     name = "schema revision"
     try:
-        # ``convostore.migrate`` is also a function re-exported by the package: import the
-        # module by its full name.
-        migrate = importlib.import_module("convostore.migrate")
         latest = migrate.head()
         recorded = await migrate.current(
             store.engine,
@@ -254,7 +235,7 @@ async def _check_settings(store: SessionStore) -> list[Check]:
                         "sqlite journal",
                         "warn",
                         f"journal_mode={mode}: readers wait for writers",
-                        "create the engine with convostore.create_engine (or call "
+                        "create the engine with convostore.engine_from_url (or call "
                         "configure_engine) so connections use WAL",
                     )
                 )

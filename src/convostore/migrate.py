@@ -1,12 +1,14 @@
-"""Alembic migrations for convostore's tables: the programmatic API and the settings of env.py.
+"""Run convostore's Alembic migrations from Python, on an application's own engine.
 
 Usage::
 
     import convostore
 
-    engine = convostore.create_engine("postgresql://app@db/agents")
-    await convostore.migrate(engine)  # upgrade to the latest revision ("head")
-    await convostore.migrate(engine, sessions_table="chat_sessions", messages_table="chat_items")
+    engine = convostore.engine_from_url("postgresql://app@db/agents")
+    await convostore.migrate.upgrade(engine)  # to the latest revision ("head")
+    await convostore.migrate.upgrade(engine, sessions_table="chat_sessions",
+                                     messages_table="chat_items")
+    assert await convostore.migrate.current(engine) == (convostore.migrate.head(),)
 
 The migration scripts ship inside the package (``convostore:migrations``); the command line
 (``convostore migrate upgrade head``) and an application's own ``alembic.ini`` (a section with
@@ -14,24 +16,37 @@ The migration scripts ship inside the package (``convostore:migrations``); the c
 revision in a version table of its own (:data:`DEFAULT_VERSION_TABLE`), so its history lives
 beside an application's ``alembic_version`` without touching it.
 
+**Frozen.** The released revisions (``migrations/versions/0001`` to ``0004``) import two
+names, and released revisions never change; so these keep their module, name and behaviour
+for as long as those revisions ship:
+
+- ``convostore.migrate.revision_names`` (:func:`revision_names`), and
+- ``convostore.errors.SchemaError``.
+
+**Deprecated** for one release, each use warning with ``DeprecationWarning``: calling the
+module (``convostore.migrate(engine)``; it was a function) and ``convostore.migrate.migrate``,
+both now :func:`upgrade`; and env.py's and ``create_tables``' helpers, now private (the list
+is in ``convostore._migrate_deprecated``).
+
 Alembic is imported on first use, so ``import convostore`` stays light.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from sqlalchemy import MetaData, Table, inspect
-from sqlalchemy.engine import URL, Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import MetaData, Table
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from . import _migrate_deprecated as _deprecated
+from . import _version_table
 from ._db.schema import (
     DEFAULT_MESSAGES_TABLE,
     DEFAULT_SESSIONS_TABLE,
@@ -39,30 +54,29 @@ from ._db.schema import (
     build_tables,
     validate_identifier,
 )
-from ._db.urls import to_async_url
-from .errors import ConfigurationError, SchemaError, UnsupportedDriverError
+from .errors import ConfigurationError, SchemaError
 
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
+    from typing_extensions import Unpack
 
 __all__ = [
     "DEFAULT_VERSION_TABLE",
     "MigrationOptions",
-    "check_revision",
+    "StoreNames",
     "current",
     "downgrade",
     "drop_version_table",
     "head",
     "history",
     "make_config",
-    "migrate",
-    "options_from_config",
     "revision_names",
+    "script_directory",
     "script_location",
     "stamp",
-    "stamp_head",
+    "upgrade",
     "version_table_for",
 ]
 
@@ -70,10 +84,6 @@ DEFAULT_VERSION_TABLE = "convostore_alembic_version"
 """The version table of a store with the default table names."""
 
 _VERSION_SUFFIX = "_alembic_version"
-
-# The settings a user may give with ``-x key=value``, an environment variable or the ini file.
-_SETTINGS = ("url", "sessions_table", "messages_table", "schema", "version_table")
-_ENV_VARS = {key: f"CONVOSTORE_{key.upper()}" for key in _SETTINGS}
 
 
 def version_table_for(sessions_table: str = DEFAULT_SESSIONS_TABLE) -> str:
@@ -133,7 +143,7 @@ class MigrationOptions:
 
     @property
     def tables(self) -> Tables:
-        """The store's tables, from the one schema definition in :mod:`convostore.schema`."""
+        """The store's tables, from the one schema definition in ``convostore._db.schema``."""
         return build_tables(self.sessions_table, self.messages_table, self.schema)
 
     @property
@@ -191,6 +201,7 @@ def revision_names(context: MigrationContext) -> tuple[str, str, str | None]:
 
     Revisions call it with ``op.get_context()``; the names are those
     :meth:`MigrationOptions.context_options` gave the context (the defaults if none were).
+    Frozen: the released revisions import it, so its module, name and result never change.
     """
     names = context.opts.get("convostore") or {}
     return (
@@ -198,84 +209,6 @@ def revision_names(context: MigrationContext) -> tuple[str, str, str | None]:
         names.get("messages_table", DEFAULT_MESSAGES_TABLE),
         names.get("schema"),
     )
-
-
-@dataclass(frozen=True)
-class EnvSettings:
-    """What env.py needs: the store's options and the database URL (if one was given)."""
-
-    options: MigrationOptions
-    """The store the migrations apply to."""
-
-    url: URL | None
-    """The database URL, with an async driver where convostore maps one; may be sync."""
-
-    def require_url(self) -> URL:
-        """Return the URL, or raise ConfigurationError saying how to give one."""
-        if self.url is None:
-            raise ConfigurationError(
-                "no database URL: pass `-x url=...` (convostore migrate --url ...), set "
-                "CONVOSTORE_URL, or set sqlalchemy.url in the ini file"
-            )
-        return self.url
-
-
-def options_from_config(config: Config, x_arguments: Mapping[str, str]) -> EnvSettings:
-    """Resolve env.py's settings: ``-x key=value``, then ``CONVOSTORE_*``, then the ini file.
-
-    Settings: ``url`` (``CONVOSTORE_URL``, ini ``sqlalchemy.url``), ``sessions_table``,
-    ``messages_table``, ``schema`` and ``version_table`` (``CONVOSTORE_SESSIONS_TABLE`` ...,
-    ini keys of the same names). Options set by the programmatic API (``config.attributes``)
-    come before all of them.
-
-    Raises:
-        ConfigurationError: An unknown ``-x`` key, or an unusable name or URL.
-    """
-    unknown = sorted(set(x_arguments) - set(_SETTINGS))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown -x setting(s) {unknown}; convostore's are {', '.join(_SETTINGS)}"
-        )
-
-    def setting(key: str) -> str | None:
-        value = x_arguments.get(key) or os.environ.get(_ENV_VARS[key])
-        if not value:
-            ini_key = "sqlalchemy.url" if key == "url" else key
-            value = config.get_main_option(ini_key)
-        return value or None
-
-    given = config.attributes.get("convostore_options")
-    if isinstance(given, MigrationOptions):
-        options = given
-    else:
-        options = MigrationOptions(
-            sessions_table=setting("sessions_table") or DEFAULT_SESSIONS_TABLE,
-            messages_table=setting("messages_table") or DEFAULT_MESSAGES_TABLE,
-            schema=setting("schema"),
-            version_table=setting("version_table") or "",
-        )
-    raw_url = setting("url")
-    return EnvSettings(options=options, url=migration_url(raw_url) if raw_url else None)
-
-
-def migration_url(url: str | URL) -> URL:
-    """Map a plain URL to convostore's async driver; keep an explicit sync driver as written.
-
-    Raises:
-        ConfigurationError: The URL cannot be parsed or names an unknown backend.
-    """
-    try:
-        return to_async_url(url)
-    except UnsupportedDriverError:
-        # Migrations run fine on a sync driver (psycopg2, pymysql ...): env.py uses it as is.
-        from sqlalchemy.engine import make_url
-
-        return make_url(url) if isinstance(url, str) else url
-
-
-def is_async_url(url: URL) -> bool:
-    """Whether ``url`` names an async driver (one that needs ``create_async_engine``)."""
-    return bool(getattr(url.get_dialect(), "is_async", False))
 
 
 # -- where the scripts are ------------------------------------------------------------------
@@ -363,6 +296,19 @@ def history() -> list[str]:
 # -- running commands on an engine ----------------------------------------------------------
 
 
+class StoreNames(TypedDict, total=False):
+    """Which store a command applies to: the keyword arguments of :func:`upgrade` and others.
+
+    Each key is optional, and means what the :class:`MigrationOptions` field of its name
+    means, with the same default.
+    """
+
+    sessions_table: str
+    messages_table: str
+    schema: str | None
+    version_table: str
+
+
 async def _run(
     engine: AsyncEngine, options: MigrationOptions, work: Callable[[Config], Any]
 ) -> Any:
@@ -381,15 +327,7 @@ async def _run(
         return await conn.run_sync(run)
 
 
-async def migrate(
-    engine: AsyncEngine,
-    revision: str = "head",
-    *,
-    sessions_table: str = DEFAULT_SESSIONS_TABLE,
-    messages_table: str = DEFAULT_MESSAGES_TABLE,
-    schema: str | None = None,
-    version_table: str = "",
-) -> None:
+async def upgrade(engine: AsyncEngine, revision: str = "head", **names: Unpack[StoreNames]) -> None:
     """Upgrade convostore's tables to ``revision`` (the latest by default) on ``engine``.
 
     Runs Alembic on one connection of the engine, in one transaction where the database has
@@ -400,162 +338,48 @@ async def migrate(
     Args:
         engine: The application's async engine (not disposed here).
         revision: The target revision.
-        sessions_table: Name of the sessions table.
-        messages_table: Name of the messages table.
-        schema: PostgreSQL schema holding the tables (and the version table).
-        version_table: Alembic's version table; by default ``convostore_alembic_version``,
-            or ``<sessions_table>_alembic_version`` for other table names.
+        **names: Which store (:class:`StoreNames`): ``sessions_table``, ``messages_table``,
+            ``schema``, ``version_table``.
 
     Raises:
-        ConfigurationError: A name is unusable.
+        ConfigurationError: A name is unusable, or ``engine`` is not an ``AsyncEngine``.
     """
     from alembic import command
 
-    options = MigrationOptions(sessions_table, messages_table, schema, version_table)
+    options = MigrationOptions(**names)
     await _run(engine, options, lambda cfg: command.upgrade(cfg, revision))
 
 
-async def downgrade(
-    engine: AsyncEngine,
-    revision: str,
-    *,
-    sessions_table: str = DEFAULT_SESSIONS_TABLE,
-    messages_table: str = DEFAULT_MESSAGES_TABLE,
-    schema: str | None = None,
-    version_table: str = "",
-) -> None:
+async def downgrade(engine: AsyncEngine, revision: str, **names: Unpack[StoreNames]) -> None:
     """Downgrade convostore's tables to ``revision``; ``"base"`` drops them (and their data).
 
-    Arguments as for :func:`migrate`.
+    Arguments as for :func:`upgrade`.
     """
     from alembic import command
 
-    options = MigrationOptions(sessions_table, messages_table, schema, version_table)
+    options = MigrationOptions(**names)
     await _run(engine, options, lambda cfg: command.downgrade(cfg, revision))
 
 
-async def stamp(
-    engine: AsyncEngine,
-    revision: str,
-    *,
-    sessions_table: str = DEFAULT_SESSIONS_TABLE,
-    messages_table: str = DEFAULT_MESSAGES_TABLE,
-    schema: str | None = None,
-    version_table: str = "",
-) -> None:
+async def stamp(engine: AsyncEngine, revision: str, **names: Unpack[StoreNames]) -> None:
     """Record ``revision`` in the version table without running any migration.
 
-    Arguments as for :func:`migrate`.
+    Arguments as for :func:`upgrade`.
     """
     from alembic import command
 
-    options = MigrationOptions(sessions_table, messages_table, schema, version_table)
+    options = MigrationOptions(**names)
     await _run(engine, options, lambda cfg: command.stamp(cfg, revision))
 
 
-async def current(
-    engine: AsyncEngine,
-    *,
-    sessions_table: str = DEFAULT_SESSIONS_TABLE,
-    messages_table: str = DEFAULT_MESSAGES_TABLE,
-    schema: str | None = None,
-    version_table: str = "",
-) -> tuple[str, ...]:
+async def current(engine: AsyncEngine, **names: Unpack[StoreNames]) -> tuple[str, ...]:
     """Return the revisions recorded in the store's version table (empty: never migrated).
 
-    Arguments as for :func:`migrate`.
+    Arguments as for :func:`upgrade`.
     """
-    options = MigrationOptions(sessions_table, messages_table, schema, version_table)
+    options = MigrationOptions(**names)
     async with engine.connect() as conn:
-        return await conn.run_sync(_current_heads, options)
-
-
-def _current_heads(conn: Connection, options: MigrationOptions) -> tuple[str, ...]:
-    from alembic.runtime.migration import MigrationContext
-
-    context = MigrationContext.configure(
-        conn,
-        opts={"version_table": options.version_table, "version_table_schema": options.schema},
-    )
-    return tuple(context.get_current_heads())
-
-
-# -- create_tables: "building an up-to-date database from scratch" ---------------------------
-
-
-def check_revision(conn: Connection, tables: Tables) -> None:
-    """Refuse to create tables beside an older revision of them: they need ``upgrade head``.
-
-    Raises:
-        SchemaError: The store's version table records a revision older than :func:`head`.
-    """
-    options = MigrationOptions.for_tables(tables)
-    if not _has_version_table(conn, options):
-        return
-    heads = _current_heads(conn, options)
-    latest = head()
-    if not heads or latest in heads:
-        return
-    known = script_directory()
-    if all(_is_known(known, rev) for rev in heads):
-        raise SchemaError(
-            f"the tables {tables.sessions.name!r}/{tables.messages.name!r} are at revision "
-            f"{', '.join(heads)}, older than this convostore ({latest}); run "
-            f"`convostore migrate upgrade head` (or `await convostore.migrate(engine)`) first"
-        )
-    # A revision this version does not know comes from a newer convostore: leave it alone.
-
-
-def stamp_head(conn: Connection, tables: Tables) -> None:
-    """Record :func:`head` in the store's version table if it records nothing yet.
-
-    Called by ``create_tables`` after ``create_all``, on the same connection and in the same
-    transaction, so that a later ``upgrade head`` has nothing to do.
-    """
-    from alembic.runtime.migration import MigrationContext
-
-    options = MigrationOptions.for_tables(tables)
-    context = MigrationContext.configure(
-        conn,
-        opts={"version_table": options.version_table, "version_table_schema": options.schema},
-    )
-    if context.get_current_heads():
-        return
-    try:
-        with conn.begin_nested():
-            context.stamp(script_directory(), "head")
-    except DBAPIError:
-        # Another process created the same tables at the same moment and stamped first.
-        if not _current_heads(conn, options):
-            raise
-
-
-def _has_version_table(conn: Connection, options: MigrationOptions) -> bool:
-    return bool(inspect(conn).has_table(options.version_table, schema=options.schema))
-
-
-def _is_known(scripts: ScriptDirectory, revision: str) -> bool:
-    from alembic.util import CommandError
-
-    try:
-        return scripts.get_revision(revision) is not None
-    except CommandError:
-        return False
-
-
-def drop_empty_version_table(
-    conn: Connection, options: MigrationOptions, heads: Sequence[str]
-) -> None:
-    """Drop the store's version table if it records no revision (after ``downgrade base``).
-
-    Args:
-        conn: The migration's connection.
-        options: The store.
-        heads: The revisions the version table records now.
-    """
-    if heads or not _has_version_table(conn, options):
-        return
-    Table(options.version_table, MetaData(), schema=options.schema).drop(conn)
+        return await conn.run_sync(_version_table.current_heads, options)
 
 
 def drop_version_table(conn: Connection, tables: Tables) -> None:
@@ -564,5 +388,16 @@ def drop_version_table(conn: Connection, tables: Tables) -> None:
     For tearing a store down by hand after dropping its tables (tests, throwaway databases);
     ``convostore migrate downgrade base`` does both.
     """
-    options = MigrationOptions.for_tables(tables)
-    Table(options.version_table, MetaData(), schema=options.schema).drop(conn, checkfirst=True)
+    _version_table.drop(conn, MigrationOptions.for_tables(tables))
+
+
+# -- deprecated names (one release) -----------------------------------------------------------
+
+
+def __getattr__(name: str) -> Any:
+    """Return a name this module no longer defines, with a ``DeprecationWarning`` (PEP 562)."""
+    return _deprecated.moved_name(name)
+
+
+# ``convostore.migrate`` was also a function: the module stays callable for one release.
+sys.modules[__name__].__class__ = _deprecated.CallableModule
