@@ -87,7 +87,7 @@ def test_demo_without_the_agents_sdk_names_the_extra(tmp_path: Path) -> None:
 
     library = "import sys; sys.modules['agents'] = None; import convostore.demo"
     result = run(sys.executable, "-c", library, cwd=tmp_path)
-    assert "ModuleNotFoundError" in result.stderr
+    assert "MissingDependencyError" in result.stderr  # a ModuleNotFoundError too
     assert INSTALL_HINT in result.stderr
 
 

@@ -78,6 +78,7 @@ from ._db.engine import Database
 from ._db.history import record_and_trim
 from ._db.runner import run_read, run_write
 from ._db.schema import Tables, utcnow
+from ._validate import whole_number
 
 if TYPE_CHECKING:
     from ._session import SQLAlchemySession
@@ -333,8 +334,7 @@ class CompactionSnapshot:
             InvalidItemError: An item cannot be stored; nothing is changed.
             PayloadTooLargeError: An item is over the session's ``max_item_bytes``.
         """
-        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-            raise ValueError(f"start must be an integer >= 0, got {start!r}")
+        whole_number(start, "start", minimum=0, error=ValueError)
         expected = self._rows[start:]
         if not expected:
             return False

@@ -76,10 +76,11 @@ _MOVED: dict[str, tuple[str, dict[str, str]]] = {
     "keytext": ("_validate", {}),
     "retention": ("_ops.retention", {}),
     "export": (
-        "_ops.transfer",
+        "_ops.export",
         {
             "export_sessions": "_deprecated:export_sessions",
             "import_sessions": "_deprecated:import_sessions",
+            "FORMAT_VERSION": "_ops.export:FORMAT_VERSION",
         },
     ),
     "settings": ("_config", {}),

@@ -44,7 +44,7 @@ from ._context import Context, ContextOwner
 from ._db import history
 from ._db.schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE, utcnow
 from ._observability import traced
-from ._ops import integrity, paging, retention, sessions, transfer
+from ._ops import export, import_, integrity, paging, retention, sessions
 from ._records import (
     CorruptItem,
     ExportReport,
@@ -471,7 +471,7 @@ class SessionStore(ContextOwner):
             InvalidInputError: ``session_ids`` or ``user_id`` is unusable.
         """
         async with traced("export", self._backend) as trace:
-            report = await transfer.export_sessions(
+            report = await export.export_sessions(
                 self._context, out, session_ids=session_ids, user_id=user_id, progress=progress
             )
             trace.item_count = report.items
@@ -498,7 +498,7 @@ class SessionStore(ContextOwner):
             InvalidInputError: A line is not a convostore export line.
         """
         async with traced("import", self._backend) as trace:
-            report = await transfer.import_sessions(
+            report = await import_.import_sessions(
                 self._context, lines, on_existing=on_existing, progress=progress
             )
             trace.item_count = report.items

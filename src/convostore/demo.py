@@ -31,6 +31,7 @@ from sqlalchemy.engine import URL
 
 from ._db.urls import to_async_url
 from ._session import SQLAlchemySession
+from .errors import MissingDependencyError
 
 INSTALL_HINT = "pip install 'convostore[agents]'"
 """The command that installs what this module needs."""
@@ -43,9 +44,10 @@ try:
     # The scripted model lives in convostore.testing; its names stay importable from here.
     from .testing import Responder, ScriptedModel, function_call, message, reasoning
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess test
-    raise ModuleNotFoundError(
+    raise MissingDependencyError(
         f"convostore's demo needs the OpenAI Agents SDK (openai-agents): {INSTALL_HINT}",
-        name="agents",
+        package="agents",
+        extra="pip install 'convostore[agents]'",
     ) from exc
 
 __all__ = [

@@ -18,7 +18,7 @@ or ``TypeError``), so code written for the Agents SDK's store keeps working::
     ├── SessionNotFoundError         (also LookupError) no session has that id
     ├── SessionExistsError           an import found the session already stored
     ├── SchemaError                  tables missing, or not laid out as convostore expects
-    ├── MissingDependencyError       (also ImportError) an optional package is not installed
+    ├── MissingDependencyError       (also ModuleNotFoundError) an optional package is missing
     ├── DecryptionError              an encrypted item cannot be decrypted with the keys given
     └── StorageError                 the database failed; the driver's error is the __cause__
         └── CommitOutcomeUnknownError  the connection died while COMMIT was in flight
@@ -153,7 +153,7 @@ class SchemaError(ConvostoreError):
         """What the database said about the tables, when it said something (else ``None``)."""
 
 
-class MissingDependencyError(ConvostoreError, ImportError):
+class MissingDependencyError(ConvostoreError, ModuleNotFoundError):
     """An optional package a feature needs is not installed; the message names the extra.
 
     Attributes ``package`` (the missing module) and ``extra`` (the ``pip install`` line to
@@ -162,6 +162,7 @@ class MissingDependencyError(ConvostoreError, ImportError):
 
     def __init__(self, message: str, *, package: str, extra: str) -> None:
         super().__init__(message)
+        self.name = package  # as ModuleNotFoundError's own attribute
         self.package = package
         self.extra = extra
 

@@ -26,6 +26,8 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
+from .errors import MissingDependencyError
+
 try:
     from agents.items import (
         ModelResponse,
@@ -48,10 +50,11 @@ try:
     )
     from openai.types.responses.response_reasoning_item import ResponseReasoningItem, Summary
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess test
-    raise ModuleNotFoundError(
+    raise MissingDependencyError(
         "convostore.testing needs the OpenAI Agents SDK (openai-agents): "
         "pip install 'convostore[agents]'",
-        name="agents",
+        package="agents",
+        extra="pip install 'convostore[agents]'",
     ) from exc
 
 __all__ = ["Responder", "ScriptedModel", "function_call", "message", "reasoning"]

@@ -1,5 +1,5 @@
 """Operations on many sessions, behind ``SessionStore``.
 
-Records, paging, retention, transfer (export and import) and integrity scans; each takes
+Records, paging, retention, export, import and integrity scans; each takes
 the store's context.
 """
