@@ -10,29 +10,17 @@ import asyncio
 import io
 import time
 import uuid
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from convostore import SessionStore, SQLAlchemySession, Tables
+from convostore import SQLAlchemySession, Tables
 from convostore.chunks import chunk_chars_for_packet, split
 from convostore.integrity import find_corrupt_items
-from convostore.operations import Operations
 
-Make = Callable[..., SQLAlchemySession]
-SMALL = 300
-
-
-@pytest.fixture
-def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
-    async def chunk_chars(self: Operations, texts: Sequence[str] = ()) -> int:
-        return SMALL
-
-    monkeypatch.setattr(Operations, "chunk_chars", chunk_chars)
-    return SMALL
+from ._stores import SMALL_CHUNK, MakeSession, make_store
 
 
 def item(n: int, size: int) -> dict[str, Any]:
@@ -87,7 +75,13 @@ def test_chunk_statement_fits_the_packet() -> None:
 async def test_chunked_items_round_trip(
     session: SQLAlchemySession, small_chunks: int, engine: AsyncEngine, tables: Tables
 ) -> None:
-    items = [item(0, 10), item(1, 5000), item(2, SMALL), item(3, SMALL + 1), item(4, 20)]
+    items = [
+        item(0, 10),
+        item(1, 5000),
+        item(2, SMALL_CHUNK),
+        item(3, SMALL_CHUNK + 1),
+        item(4, 20),
+    ]
     await session.add_items(items[:2])
     await session.add_items(items[2:])
     assert await chunk_rows(engine, tables, session.session_id) > 10
@@ -120,7 +114,7 @@ async def test_clear_removes_chunks(
 
 
 async def test_reads_without_chunked_items_are_one_query(
-    make_session: Make, small_chunks: int, engine: AsyncEngine
+    make_session: MakeSession, small_chunks: int, engine: AsyncEngine
 ) -> None:
     plain, large = make_session(), make_session()
     await plain.add_items([item(0, 10), item(1, 20)])
@@ -139,7 +133,7 @@ async def test_reads_without_chunked_items_are_one_query(
 
 
 async def test_concurrent_pops_and_reads_never_see_a_partial_item(
-    make_session: Make, small_chunks: int
+    make_session: MakeSession, small_chunks: int
 ) -> None:
     session_id = f"chunks-{uuid.uuid4().hex}"
     items = [item(n, 1500 + n) for n in range(12)]
@@ -164,9 +158,7 @@ async def test_concurrent_pops_and_reads_never_see_a_partial_item(
 async def test_store_trim_page_export_import_and_integrity(
     engine: AsyncEngine, tables: Tables, small_chunks: int
 ) -> None:
-    store = SessionStore(
-        engine=engine, sessions_table=tables.sessions.name, messages_table=tables.messages.name
-    )
+    store = make_store(engine, tables)
     session_id = f"chunks-{uuid.uuid4().hex}"
     items = [item(n, 700 * (n + 1)) for n in range(5)]
     session = store.session(session_id)

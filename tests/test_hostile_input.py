@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,7 +27,7 @@ from convostore import (
 from convostore.codec import MAX_DEPTH
 from convostore.integrity import find_corrupt_items
 
-MakeSession = Callable[..., SQLAlchemySession]
+from ._stores import MakeSession
 
 HOSTILE_IDS = [
     "it's",
