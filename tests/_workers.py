@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 from convostore import SQLAlchemySession, engine_from_url
+
+
+@contextlib.asynccontextmanager
+async def _own_session(
+    url: str, sessions_table: str, messages_table: str, session_id: str
+) -> AsyncIterator[SQLAlchemySession]:
+    """A session on an engine of this process's own, disposed when the block ends."""
+    engine = engine_from_url(url)
+    try:
+        yield SQLAlchemySession(
+            session_id, engine=engine, sessions_table=sessions_table, messages_table=messages_table
+        )
+    finally:
+        await engine.dispose()
 
 
 def write_batches(
@@ -19,20 +35,11 @@ def write_batches(
     """Add ``batches`` batches of ``batch_size`` items, tagged with the writer's number."""
 
     async def main() -> None:
-        engine = engine_from_url(url)
-        try:
-            session = SQLAlchemySession(
-                session_id,
-                engine=engine,
-                sessions_table=sessions_table,
-                messages_table=messages_table,
-            )
+        async with _own_session(url, sessions_table, messages_table, session_id) as session:
             for batch in range(batches):
                 await session.add_items(
                     [{"w": writer, "b": batch, "i": i} for i in range(batch_size)]
                 )
-        finally:
-            await engine.dispose()
 
     asyncio.run(main())
 
@@ -47,19 +54,10 @@ def pop_all(
     """Pop until the session is empty; append what was popped to the shared list ``out``."""
 
     async def main() -> list[object]:
-        engine = engine_from_url(url)
         popped = []
-        try:
-            session = SQLAlchemySession(
-                session_id,
-                engine=engine,
-                sessions_table=sessions_table,
-                messages_table=messages_table,
-            )
+        async with _own_session(url, sessions_table, messages_table, session_id) as session:
             while (item := await session.pop_item()) is not None:
                 popped.append(item)
-        finally:
-            await engine.dispose()
         return popped
 
     out.extend(asyncio.run(main()))

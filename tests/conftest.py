@@ -1,146 +1,249 @@
-"""Shared fixtures: one suite, run against SQLite, PostgreSQL and MySQL/MariaDB.
+"""Every shared fixture, and the backend markers: one suite, run on SQLite, PostgreSQL and MariaDB.
 
-- ``backend`` is parametrized over the three backends, each with its pytest marker, so
-  ``pytest -m postgresql`` runs one of them.
-- ``engine`` is an :class:`AsyncEngine` for the backend, shared by the whole run.
-- ``tables`` are convostore tables with names unique to this run, created at the start and
-  dropped at the end, so the suite can run again and again against the same databases.
-- A server that does not answer skips its backend with a how-to message, except under
-  ``CI=true``, where it fails.
+Markers (described in pyproject.toml; README.md, "Run the tests", says how to use them):
 
-Server URLs come from ``CONVOSTORE_TEST_POSTGRES_URL`` and ``CONVOSTORE_TEST_MYSQL_URL``.
+- ``sqlite``, ``postgresql``, ``mysql``: the backend a test runs on. A test parametrized over
+  backends (by the ``backend`` fixture, or any parameter made with ``backend_params``) gets
+  the marker of each case's backend. A test written for some backends only carries their
+  markers itself; if it is also parametrized over backends, the cases of the other backends
+  are deselected. Every other test does not depend on the backend and gets all three
+  markers, so ``pytest -m postgresql`` runs it too.
+- ``slow`` and ``fault`` are set by the tests themselves; nothing here deselects them.
+
+Fixtures:
+
+- ``backend`` (the three backends), ``engine`` (the run's engine for it) and ``tables``
+  (convostore tables with names unique to the run, dropped at its end: the suite can run
+  again and again on the same databases); ``sqlite_dir`` holds SQLite's database file.
+- ``make_session`` / ``session``, ``store`` on the run's tables; ``new_store`` for stores on
+  tables of their own.
+- ``empty_database_url``: a database with no tables (for programs that use the default
+  table names); ``proxied``: an engine behind a proxy that cuts connections around COMMIT;
+  ``small_chunks``: a chunk size small enough that items of a few KB take many chunks.
+
+A server that does not answer skips its tests with a how-to message; under ``CI=true`` it
+fails them (tests/_databases.py).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from convostore import SQLAlchemySession, Tables, build_tables, create_tables, engine_from_url
-from convostore.migrate import drop_version_table
-
-POSTGRES_URL = os.environ.get(
-    "CONVOSTORE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+import convostore._db.chunks
+from convostore import (
+    SessionStore,
+    SQLAlchemySession,
+    Tables,
+    create_tables,
+    engine_from_url,
+    to_async_url,
 )
-MYSQL_URL = os.environ.get("CONVOSTORE_TEST_MYSQL_URL", "mysql+aiomysql://root@127.0.0.1:3306/test")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-HOW_TO_START = {
-    "postgresql": (
-        "start PostgreSQL with `pg_ctlcluster --skip-systemctl-redirect "
-        "$(ls /etc/postgresql) main start`, or set CONVOSTORE_TEST_POSTGRES_URL"
-    ),
-    "mysql": (
-        "start MariaDB with `start-stop-daemon --start --oknodo --background "
-        "--exec /usr/sbin/mariadbd`, or set CONVOSTORE_TEST_MYSQL_URL"
-    ),
-}
+from ._databases import (
+    BACKENDS,
+    SERVERS,
+    backend_params,
+    backend_url,
+    scratch_database,
+    server_down,
+    server_url,
+)
+from ._proxy import CuttingProxy, Proxied
+from ._stores import (
+    SMALL_CHUNK,
+    MakeSession,
+    NewStore,
+    drop_tables,
+    make_store,
+    run_tables,
+    session_on,
+    store_factory,
+    unique_tables,
+)
 
-BACKENDS = ["sqlite", "postgresql", "mysql"]
-
-# A prefix unique to this run (and to each xdist worker), for table names.
-RUN_ID = uuid.uuid4().hex[:8]
+# -- markers ----------------------------------------------------------------------------------
 
 
-def backend_url(backend: str, tmp_dir: Path) -> str:
-    """The database URL of ``backend`` for this run."""
-    if backend == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_dir / 'convostore-test.db'}"
-    return POSTGRES_URL if backend == "postgresql" else MYSQL_URL
-
-
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects by the markers set here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect the backends a test does not apply to (``@pytest.mark.backends("mysql")``)."""
-    keep, drop = [], []
+    """Give each test the markers of exactly the backends it runs on; deselect the cases of
+    backends a test is not for."""
+    runs_on: dict[pytest.Item, set[str]] = {}
+    drop = []
     for item in items:
-        marker = item.get_closest_marker("backends")
-        callspec = getattr(item, "callspec", None)
-        backend = callspec.params.get("backend") if callspec else None
-        if marker and backend and backend not in marker.args:
+        case, declared = _case_backends(item), _declared_backends(item)
+        if case and declared and not case <= declared:
             drop.append(item)
         else:
-            keep.append(item)
+            runs_on[item] = case or declared or set(BACKENDS)
+    # A marker written on a module says where its tests may run, but every case inherits
+    # it: the [mysql] case of a module marked postgresql and mysql would match -m postgresql.
+    # So the written markers are replaced by each test's own.
+    for item in items:
+        for node in item.listchain():
+            node.own_markers[:] = [m for m in node.own_markers if m.name not in BACKENDS]
+    for item, backends in runs_on.items():
+        for name in sorted(backends):
+            item.add_marker(name)
     if drop:
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+        items[:] = [item for item in items if item in runs_on]
+
+
+def _case_backends(item: pytest.Item) -> set[str]:
+    """The backends whose markers the test's parameters carry (``backend_params``)."""
+    callspec = getattr(item, "callspec", None)
+    return {m.name for m in callspec.marks if m.name in BACKENDS} if callspec else set()
+
+
+def _declared_backends(item: pytest.Item) -> set[str]:
+    """The backend markers written on the test, else on its class, else on its module."""
+    callspec = getattr(item, "callspec", None)
+    # A parameter's marks are added to the test's own, as the same objects.
+    from_case = {id(m) for m in callspec.marks} if callspec else set()
+    for node in reversed(item.listchain()):
+        names = {m.name for m in node.own_markers if m.name in BACKENDS and id(m) not in from_case}
+        if names:
+            return names
+    return set()
+
+
+# -- the backends -----------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def sqlite_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory of the run's SQLite database file."""
     return tmp_path_factory.mktemp("sqlite")
 
 
-@pytest.fixture(
-    scope="session", params=[pytest.param(b, marks=getattr(pytest.mark, b)) for b in BACKENDS]
-)
+@pytest.fixture(scope="session", params=backend_params())
 def backend(request: pytest.FixtureRequest) -> str:
+    """The backend's name: ``sqlite``, ``postgresql`` or ``mysql``."""
     return str(request.param)
 
 
-_engines: dict[str, AsyncEngine] = {}
 _unreachable: dict[str, str] = {}
+
+
+async def _reachable(engine: AsyncEngine) -> str | None:
+    """``None`` if ``engine`` answers; otherwise why not (and the engine is disposed)."""
+    try:
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+    except Exception as exc:  # any connection failure means "server not reachable"
+        await engine.dispose()
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 @pytest.fixture(scope="session")
 async def engine(backend: str, sqlite_dir: Path) -> AsyncIterator[AsyncEngine]:
     """The run's engine for ``backend``; skips (or, under CI, fails) if the server is down."""
     if backend in _unreachable:
-        _skip_or_fail(backend, _unreachable[backend])
-    url = backend_url(backend, sqlite_dir)
+        server_down(backend, _unreachable[backend])
     pool = {} if backend == "sqlite" else {"pool_size": 10, "max_overflow": 20}
-    eng = engine_from_url(url, **pool)
-    try:
-        async with eng.connect() as conn:
-            await conn.exec_driver_sql("SELECT 1")
-    except Exception as exc:  # any connection failure means "server not reachable"
-        await eng.dispose()
-        _unreachable[backend] = f"{type(exc).__name__}: {exc}"
-        _skip_or_fail(backend, _unreachable[backend])
-    _engines[backend] = eng
+    eng = engine_from_url(backend_url(backend, sqlite_dir), **pool)
+    if (reason := await _reachable(eng)) is not None:
+        _unreachable[backend] = reason
+        server_down(backend, reason)
     yield eng
     await eng.dispose()
 
 
-def _skip_or_fail(backend: str, reason: str) -> None:
-    message = f"{backend} is not reachable ({reason}); {HOW_TO_START.get(backend, '')}"
-    if IN_CI:
-        pytest.fail(f"CI=true and {message}", pytrace=False)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
-async def tables(engine: AsyncEngine, backend: str) -> AsyncIterator[Tables]:
-    """Tables unique to this run on ``backend``; dropped when the run ends."""
-    t = build_tables(f"cs_{RUN_ID}_sessions", f"cs_{RUN_ID}_messages")
+async def tables(engine: AsyncEngine) -> AsyncIterator[Tables]:
+    """Tables unique to this run on the backend; dropped when the run ends."""
+    t = run_tables()
     await create_tables(engine, t)
     yield t
-    async with engine.begin() as conn:
-        await conn.run_sync(t.metadata.drop_all)
-        await conn.run_sync(drop_version_table, t)  # stamped by create_tables
+    await drop_tables(engine, t)
 
 
 @pytest.fixture
-def make_session(engine: AsyncEngine, tables: Tables) -> Callable[..., SQLAlchemySession]:
+async def empty_database_url(
+    backend: str, engine: AsyncEngine, tmp_path: Path
+) -> AsyncIterator[str]:
+    """The URL of a database with no tables: a new SQLite file, or a scratch database."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    async with scratch_database(engine) as url:
+        yield url
+
+
+# -- sessions and stores ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_session(engine: AsyncEngine, tables: Tables) -> MakeSession:
     """Build sessions on the run's engine and tables; a fresh unique id unless one is given."""
 
-    def make(session_id: str | None = None, **kwargs: object) -> SQLAlchemySession:
-        return SQLAlchemySession(
-            session_id or f"test-{uuid.uuid4().hex}",
-            engine=engine,
-            sessions_table=tables.sessions.name,
-            messages_table=tables.messages.name,
-            **kwargs,  # type: ignore[arg-type]
-        )
+    def make(session_id: str | None = None, **options: object) -> SQLAlchemySession:
+        return session_on(engine, tables, session_id, **options)
 
     return make
 
 
 @pytest.fixture
-def session(make_session: Callable[..., SQLAlchemySession]) -> SQLAlchemySession:
+def session(make_session: MakeSession) -> SQLAlchemySession:
     """A new, empty session with a unique id."""
     return make_session()
+
+
+@pytest.fixture
+def store(engine: AsyncEngine, tables: Tables) -> SessionStore:
+    """A store on the run's tables (shared with other tests: use unique session ids)."""
+    return make_store(engine, tables)
+
+
+@pytest.fixture
+async def new_store(engine: AsyncEngine) -> AsyncIterator[NewStore]:
+    """``await new_store(**options)``: a store on tables of its own, dropped after the test."""
+    async with store_factory(engine) as make:
+        yield make
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Store items in chunks of :data:`SMALL_CHUNK` characters; returns that size."""
+
+    async def chunk_chars(_db: object, texts: Sequence[str] = (), **_options: object) -> int:
+        return SMALL_CHUNK
+
+    monkeypatch.setattr(convostore._db.chunks, "chunk_chars", chunk_chars)
+    return SMALL_CHUNK
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=backend_params(*SERVERS))
+async def proxied(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Proxied]:
+    """An engine on the shared test server through a :class:`CuttingProxy`, and tables there."""
+    backend = str(request.param)
+    url = to_async_url(server_url(backend))
+    host = url.host or "127.0.0.1"
+    port = url.port or (5432 if backend == "postgresql" else 3306)
+    # asyncpg asks for TLS by default; the proxy must see the statements in clear text.
+    connect_args = {"ssl": False} if backend == "postgresql" else {}
+    async with CuttingProxy(host, port) as proxy:
+        engine = engine_from_url(
+            url.set(host="127.0.0.1", port=proxy.port), connect_args=connect_args
+        )
+        if (reason := await _reachable(engine)) is not None:
+            server_down(backend, reason)
+        tables = unique_tables("f")
+        await create_tables(engine, tables)
+        try:
+            yield proxy, engine, tables
+        finally:
+            proxy.cut = None
+            await drop_tables(engine, tables)
+            await engine.dispose()

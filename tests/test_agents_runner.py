@@ -10,7 +10,6 @@ import asyncio
 import copy
 import json
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from agents import Agent, RunConfig, Runner, function_tool
@@ -21,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from convostore import SQLAlchemySession, Tables, engine_from_url
 from convostore.demo import ScriptedModel, function_call, message, reasoning
 
-CONFIG = RunConfig(tracing_disabled=True)
+from ._stores import MakeSession, session_on, table_options
 
-MakeSession = Callable[..., SQLAlchemySession]
+CONFIG = RunConfig(tracing_disabled=True)
 
 
 def echo(items: list[dict[str, Any]]) -> list[Any]:
@@ -152,12 +151,7 @@ async def test_run_sync_in_its_own_thread_and_loop(engine: AsyncEngine, tables: 
         # What a synchronous application does: no running loop; run_sync makes its own, and
         # the engine's connections belong to it.
         own_engine = engine_from_url(engine.url)
-        session = SQLAlchemySession(
-            session_id,
-            engine=own_engine,
-            sessions_table=tables.sessions.name,
-            messages_table=tables.messages.name,
-        )
+        session = session_on(own_engine, tables, session_id)
         agent = agent_for(model)
         outputs = [
             Runner.run_sync(agent, text, session=session, run_config=CONFIG).final_output
@@ -171,12 +165,7 @@ async def test_run_sync_in_its_own_thread_and_loop(engine: AsyncEngine, tables: 
     outputs = await asyncio.to_thread(sync_program)
 
     assert outputs == ["echo: one (saw 0 earlier items)", "echo: two (saw 2 earlier items)"]
-    reader = SQLAlchemySession(
-        session_id,
-        engine=engine,
-        sessions_table=tables.sessions.name,
-        messages_table=tables.messages.name,
-    )
+    reader = session_on(engine, tables, session_id)
     assert assistant_texts(await reader.get_items()) == outputs
     await reader.clear_session()
 
@@ -192,12 +181,7 @@ async def test_new_session_object_and_engine_continue(
     # A restarted process: a new engine, a new session object, the same id.
     restarted = engine_from_url(engine.url)
     try:
-        again = SQLAlchemySession(
-            session.session_id,
-            engine=restarted,
-            sessions_table=tables.sessions.name,
-            messages_table=tables.messages.name,
-        )
+        again = session_on(restarted, tables, session.session_id)
         model = ScriptedModel(echo)
         result = await Runner.run(
             agent_for(model), "still there?", session=again, run_config=CONFIG
@@ -265,10 +249,7 @@ class RecordingSession(SQLAlchemySession):
 
 async def test_stored_items_round_trip_unchanged(engine: AsyncEngine, tables: Tables) -> None:
     session = RecordingSession(
-        f"roundtrip-{uuid.uuid4().hex}",
-        engine=engine,
-        sessions_table=tables.sessions.name,
-        messages_table=tables.messages.name,
+        f"roundtrip-{uuid.uuid4().hex}", engine=engine, **table_options(tables)
     )
     model = ScriptedModel(
         [

@@ -10,28 +10,16 @@ import asyncio
 import io
 import time
 import uuid
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import convostore._db.chunks
-from convostore import SessionStore, SQLAlchemySession, Tables
+from convostore import SQLAlchemySession, Tables
 from convostore._db.chunks import chunk_chars_for_packet, split
 
-Make = Callable[..., SQLAlchemySession]
-SMALL = 300
-
-
-@pytest.fixture
-def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
-    async def chunk_chars(_db: object, texts: Sequence[str] = (), **_options: object) -> int:
-        return SMALL
-
-    monkeypatch.setattr(convostore._db.chunks, "chunk_chars", chunk_chars)
-    return SMALL
+from ._stores import SMALL_CHUNK, MakeSession, make_store
 
 
 def item(n: int, size: int) -> dict[str, Any]:
@@ -86,7 +74,13 @@ def test_chunk_statement_fits_the_packet() -> None:
 async def test_chunked_items_round_trip(
     session: SQLAlchemySession, small_chunks: int, engine: AsyncEngine, tables: Tables
 ) -> None:
-    items = [item(0, 10), item(1, 5000), item(2, SMALL), item(3, SMALL + 1), item(4, 20)]
+    items = [
+        item(0, 10),
+        item(1, 5000),
+        item(2, SMALL_CHUNK),
+        item(3, SMALL_CHUNK + 1),
+        item(4, 20),
+    ]
     await session.add_items(items[:2])
     await session.add_items(items[2:])
     assert await chunk_rows(engine, tables, session.session_id) > 10
@@ -119,7 +113,7 @@ async def test_clear_removes_chunks(
 
 
 async def test_reads_without_chunked_items_are_one_query(
-    make_session: Make, small_chunks: int, engine: AsyncEngine
+    make_session: MakeSession, small_chunks: int, engine: AsyncEngine
 ) -> None:
     plain, large = make_session(), make_session()
     await plain.add_items([item(0, 10), item(1, 20)])
@@ -138,7 +132,7 @@ async def test_reads_without_chunked_items_are_one_query(
 
 
 async def test_concurrent_pops_and_reads_never_see_a_partial_item(
-    make_session: Make, small_chunks: int
+    make_session: MakeSession, small_chunks: int
 ) -> None:
     session_id = f"chunks-{uuid.uuid4().hex}"
     items = [item(n, 1500 + n) for n in range(12)]
@@ -163,9 +157,7 @@ async def test_concurrent_pops_and_reads_never_see_a_partial_item(
 async def test_store_trim_page_export_import_and_integrity(
     engine: AsyncEngine, tables: Tables, small_chunks: int
 ) -> None:
-    store = SessionStore(
-        engine=engine, sessions_table=tables.sessions.name, messages_table=tables.messages.name
-    )
+    store = make_store(engine, tables)
     session_id = f"chunks-{uuid.uuid4().hex}"
     items = [item(n, 700 * (n + 1)) for n in range(5)]
     session = store.session(session_id)
@@ -180,7 +172,7 @@ async def test_store_trim_page_export_import_and_integrity(
     assert await chunk_rows(engine, tables, session_id) == 0
     await store.import_(io.StringIO(out.getvalue()).readlines())
     assert await store.session(session_id).get_items() == items
-    assert await store_of(engine, tables).find_corrupt_items(session_id=session_id) == []
+    assert await make_store(engine, tables).find_corrupt_items(session_id=session_id) == []
 
     assert await store.trim(session_id, keep_last=2) == 3
     assert await session.get_items() == items[-2:]
@@ -248,11 +240,4 @@ async def test_100mb_item_round_trips_with_default_server_settings(
     print(
         f"\n100 MB on {backend}: add {written - started:.1f}s, read {read - written:.1f}s, "
         f"pop {popped - read:.1f}s"
-    )
-
-
-def store_of(engine: AsyncEngine, tables: Tables) -> SessionStore:
-    """A store on the test's engine and tables."""
-    return SessionStore(
-        engine, sessions_table=tables.sessions.name, messages_table=tables.messages.name
     )

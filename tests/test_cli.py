@@ -3,37 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import SessionStore
 
-from ._stores import age, store_factory
-
-NewStore = Callable[..., Awaitable[SessionStore]]
-
-
-@pytest.fixture
-async def new_store(engine: AsyncEngine) -> AsyncIterator[NewStore]:
-    async with store_factory(engine) as make:
-        yield make
-
-
-SCRIPT = Path(sys.executable).with_name("convostore")
+from ._programs import convostore, run
+from ._stores import NewStore, age
 
 
 def cli(
     store: SessionStore | None, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the console script; the store gives --url (by environment) and table names."""
-    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    full_env = dict(env or {})
     options: list[str] = []
     if store is not None:
         full_env["CONVOSTORE_URL"] = store.engine.url.render_as_string(hide_password=False)
@@ -49,14 +36,7 @@ def cli(
         argv = [command, sub, *options, *rest]
     else:
         argv = [command, *options, *rest]
-    return subprocess.run(
-        [str(SCRIPT), *argv],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=120,
-        check=False,
-    )
+    return convostore(*argv, env=full_env)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -78,7 +58,9 @@ TRANSCRIPT: list[dict[str, Any]] = [
 
 
 # The store API is tested on every backend; the commands on SQLite and one server.
-@pytest.mark.backends("sqlite", "postgresql")
+@pytest.mark.slow
+@pytest.mark.sqlite
+@pytest.mark.postgresql
 async def test_operator_workflow(new_store: NewStore, tmp_path: Path) -> None:
     store, other = await new_store(), await new_store()
     await store.session("chat-1").add_items(TRANSCRIPT)
@@ -156,7 +138,8 @@ async def test_operator_workflow(new_store: NewStore, tmp_path: Path) -> None:
     assert [s.session_id for s in (await store.list_sessions()).sessions] == ["chat-1"]
 
 
-@pytest.mark.backends("sqlite")
+@pytest.mark.slow
+@pytest.mark.sqlite
 async def test_errors_are_clear(new_store: NewStore) -> None:
     store = await new_store()
     unknown = cli(store, "sessions", "show", "no-such-session")
@@ -187,23 +170,11 @@ async def test_errors_are_clear(new_store: NewStore) -> None:
 
 def test_unreachable_database_hides_the_password() -> None:
     url = "postgresql://app:s3cret-pw@127.0.0.1:1/nowhere"
-    result = subprocess.run(
-        [str(SCRIPT), "sessions", "list", "--url", url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = convostore("sessions", "list", "--url", url)
     assert result.returncode == 1
     assert "cannot reach the database" in result.stderr
     assert "s3cret-pw" not in result.stderr + result.stdout
-    doctor = subprocess.run(
-        [str(SCRIPT), "doctor", "--url", url, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    doctor = convostore("doctor", "--url", url, "--json")
     assert doctor.returncode == 1
     checks = json.loads(doctor.stdout)["checks"]
     assert checks[0]["name"] == "reachable"
@@ -212,14 +183,13 @@ def test_unreachable_database_hides_the_password() -> None:
 
 
 def test_python_dash_m() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "convostore", "--help"], capture_output=True, text=True, check=False
-    )
+    result = run(sys.executable, "-m", "convostore", "--help")
     assert result.returncode == 0
     for command in ("sessions", "export", "import", "prune", "delete", "doctor"):
         assert command in result.stdout
 
 
+@pytest.mark.slow
 async def test_user_commands(new_store: NewStore) -> None:
     store = await new_store()
     await store.session("u1-a", user_id="u1", metadata={"title": "Oslo trip"}).add_items([{}])

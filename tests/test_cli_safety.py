@@ -8,7 +8,6 @@ import os
 import pty
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,18 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from convostore import SessionStore, SQLAlchemySession
 from convostore.cli._durations import describe_duration, parse_duration
 
-SCRIPT = Path(sys.executable).with_name("convostore")
-
-
-def run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SCRIPT), *argv],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-        timeout=120,
-        check=False,
-    )
+from ._programs import CONSOLE_SCRIPT, convostore
 
 
 @pytest.mark.parametrize(
@@ -78,7 +66,7 @@ def _on_a_terminal(argv: list[str], answer: str) -> tuple[int, str]:
     leader, follower = pty.openpty()
     try:
         proc = subprocess.Popen(
-            [str(SCRIPT), *argv],
+            [CONSOLE_SCRIPT, *argv],
             stdin=follower,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -107,7 +95,7 @@ async def test_destructive_commands_ask_on_a_terminal(tmp_path: Path, command: l
     async with SessionStore(f"sqlite:///{db}") as store:
         assert await store.get_session_info("keep") is not None
     # Without a terminal, only --yes goes ahead.
-    refused = run(*command, *url)
+    refused = convostore(*command, *url)
     assert refused.returncode == 1
     assert "needs --yes" in refused.stderr
     assert "Traceback" not in refused.stderr
@@ -136,7 +124,7 @@ async def test_a_yes_on_the_terminal_deletes(tmp_path: Path) -> None:
 )
 def test_read_only_commands_never_create_a_sqlite_file(tmp_path: Path, argv: list[str]) -> None:
     typo = tmp_path / "typo.db"
-    result = run(*argv, "--url", f"sqlite:///{typo}")
+    result = convostore(*argv, "--url", f"sqlite:///{typo}")
     assert result.returncode == 2, result.stderr
     assert f"no SQLite database at {typo}" in result.stderr
     assert "Traceback" not in result.stderr
@@ -145,39 +133,42 @@ def test_read_only_commands_never_create_a_sqlite_file(tmp_path: Path, argv: lis
 
 def test_migrate_takes_the_url_after_the_subcommand(tmp_path: Path) -> None:
     db = tmp_path / "after.db"
-    up = run("migrate", "-q", "upgrade", "head", "--url", f"sqlite:///{db}")
+    up = convostore("migrate", "-q", "upgrade", "head", "--url", f"sqlite:///{db}")
     assert up.returncode == 0, up.stderr
-    current = run("migrate", "current", "--url", f"sqlite:///{db}")
+    current = convostore("migrate", "current", "--url", f"sqlite:///{db}")
     assert current.returncode == 0, current.stderr
     assert "(head)" in current.stdout
     # Given in both places, the one after the subcommand wins.
-    both = run("migrate", "--url", "sqlite:///nowhere.db", "check", "--url", f"sqlite:///{db}")
+    both = convostore(
+        "migrate", "--url", "sqlite:///nowhere.db", "check", "--url", f"sqlite:///{db}"
+    )
     assert both.returncode == 0, both.stderr
 
 
-@pytest.mark.backends("postgresql", "mysql")
+@pytest.mark.postgresql
+@pytest.mark.mysql
 async def test_migrate_table_options_after_the_subcommand(engine: AsyncEngine) -> None:
     tag = uuid.uuid4().hex[:8]
     names = ["--sessions-table", f"cs_{tag}_s", "--messages-table", f"cs_{tag}_m"]
     url = engine.url.render_as_string(hide_password=False)
     try:
-        up = run("migrate", "-q", "upgrade", "head", "--url", url, *names)
+        up = convostore("migrate", "-q", "upgrade", "head", "--url", url, *names)
         assert up.returncode == 0, up.stderr
         session = SQLAlchemySession(
             "after", engine=engine, sessions_table=f"cs_{tag}_s", messages_table=f"cs_{tag}_m"
         )
         await session.add_items([{"role": "user", "content": "hi"}])
-        assert run("migrate", "check", "--url", url, *names).returncode == 0
+        assert convostore("migrate", "check", "--url", url, *names).returncode == 0
     finally:
-        refused = run("migrate", "-q", "downgrade", "base", "--url", url, *names)
+        refused = convostore("migrate", "-q", "downgrade", "base", "--url", url, *names)
         assert refused.returncode == 1
         assert "needs --yes" in refused.stderr
-        down = run("migrate", "-q", "downgrade", "base", "--yes", "--url", url, *names)
+        down = convostore("migrate", "-q", "downgrade", "base", "--yes", "--url", url, *names)
         assert down.returncode == 0, down.stderr
 
 
 def test_import_needs_a_source(tmp_path: Path) -> None:
-    result = run("import", "--url", f"sqlite:///{tmp_path / 'i.db'}")
+    result = convostore("import", "--url", f"sqlite:///{tmp_path / 'i.db'}")
     assert result.returncode == 2
     assert "Missing argument 'SOURCE'" in result.stderr
 
@@ -187,7 +178,7 @@ def _import_then_ctrl_c(target: Path, text: str) -> tuple[int, str]:
     leader, follower = pty.openpty()
     try:
         proc = subprocess.Popen(
-            [str(SCRIPT), "import", "-", "--create-tables", "--url", f"sqlite:///{target}"],
+            [CONSOLE_SCRIPT, "import", "-", "--create-tables", "--url", f"sqlite:///{target}"],
             stdin=follower,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -207,7 +198,7 @@ def _import_then_ctrl_c(target: Path, text: str) -> tuple[int, str]:
 async def test_import_from_a_terminal_says_so_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     db = tmp_path / "source.db"
     await _sqlite_store_with(db, "one")
-    exported = run("export", "--url", f"sqlite:///{db}")
+    exported = convostore("export", "--url", f"sqlite:///{db}")
     assert exported.returncode == 0, exported.stderr
     code, output = _import_then_ctrl_c(tmp_path / "target.db", exported.stdout)
     assert code == 130, output
@@ -220,22 +211,23 @@ async def test_import_without_tables_says_how_in_cli_terms(tmp_path: Path) -> No
     db = tmp_path / "source.db"
     await _sqlite_store_with(db, "one")
     dump = tmp_path / "dump.jsonl"
-    assert run("export", "--url", f"sqlite:///{db}", "-o", str(dump)).returncode == 0
+    assert convostore("export", "--url", f"sqlite:///{db}", "-o", str(dump)).returncode == 0
     empty = tmp_path / "empty.db"
-    result = run("import", str(dump), "--url", f"sqlite:///{empty}")
+    result = convostore("import", str(dump), "--url", f"sqlite:///{empty}")
     assert result.returncode == 1
     assert "add --create-tables" in result.stderr
     assert "convostore migrate upgrade head" in result.stderr
     assert "create_tables=True" not in result.stderr
-    created = run("import", str(dump), "--create-tables", "--url", f"sqlite:///{empty}")
+    created = convostore("import", str(dump), "--create-tables", "--url", f"sqlite:///{empty}")
     assert created.returncode == 0, created.stderr
 
 
-@pytest.mark.backends("postgresql", "mysql")
+@pytest.mark.postgresql
+@pytest.mark.mysql
 def test_a_missing_database_is_an_answer_not_an_unreachable_server(engine: AsyncEngine) -> None:
     url = engine.url.set(database="cs_no_such_db").render_as_string(hide_password=False)
     for argv in (["sessions", "list"], ["migrate", "current"], ["export"]):
-        result = run(*argv, "--url", url)
+        result = convostore(*argv, "--url", url)
         assert result.returncode == 1, result.stderr
         line = result.stderr.strip()
         assert "answered with an error" in line
@@ -243,15 +235,15 @@ def test_a_missing_database_is_an_answer_not_an_unreachable_server(engine: Async
         assert "cannot reach" not in line
         assert "Error: Error" not in line
         assert len(line.splitlines()) == 1
-    doctor = run("doctor", "--url", url)
+    doctor = convostore("doctor", "--url", url)
     assert "the server answered" in doctor.stdout
     assert "1 check failed." in doctor.stdout
 
 
-@pytest.mark.backends("postgresql")
+@pytest.mark.postgresql
 def test_doctor_does_not_suggest_stamping_missing_tables(engine: AsyncEngine) -> None:
     url = engine.url.render_as_string(hide_password=False)
-    result = run(
+    result = convostore(
         "doctor", "--url", url, "--sessions-table", "cs_none_s", "--messages-table", "cs_none_m"
     )
     assert result.returncode == 1
@@ -263,7 +255,7 @@ async def test_sqlite_write_failures_talk_about_files(tmp_path: Path) -> None:
     db = tmp_path / "app.db"
     await _sqlite_store_with(db, "x")
     # Opened read-only, as a file the user may not write would be (even for root).
-    result = run("doctor", "--url", f"sqlite:///file:{db}?mode=ro&uri=true")
+    result = convostore("doctor", "--url", f"sqlite:///file:{db}?mode=ro&uri=true")
     assert result.returncode == 1
     assert "may write the database file" in result.stdout
     assert "INSERT" not in result.stdout
@@ -271,7 +263,7 @@ async def test_sqlite_write_failures_talk_about_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("group", [[], ["sessions"], ["migrate"]])
 def test_help_lists_commands_in_whole_sentences(group: list[str]) -> None:
-    result = run(*group, "--help", env={"COLUMNS": "80"})
+    result = convostore(*group, "--help", env={"COLUMNS": "80"})
     assert result.returncode == 0
     commands = result.stdout.split("Commands:")[1].strip().splitlines()
     assert commands
@@ -284,7 +276,7 @@ async def test_piped_listing_keeps_whole_ids(tmp_path: Path) -> None:
     long_id = "a-long-session-id-" + "x" * 80
     db = tmp_path / "ids.db"
     await _sqlite_store_with(db, long_id)
-    result = run("sessions", "list", "--url", f"sqlite:///{db}", env={"COLUMNS": "60"})
+    result = convostore("sessions", "list", "--url", f"sqlite:///{db}", env={"COLUMNS": "60"})
     assert result.returncode == 0
     assert long_id in result.stdout.splitlines()[1].split("\t")
     assert "━" not in result.stdout  # a table's rules are for terminals

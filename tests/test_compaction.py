@@ -15,7 +15,7 @@ import contextlib
 import threading
 import types
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -27,30 +27,19 @@ from agents.testing import ScriptedModel
 from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import convostore._db.chunks
-from convostore import SessionStore, SQLAlchemySession, Tables, engine_from_url
+from convostore import SQLAlchemySession, Tables, engine_from_url
 from convostore import _compaction as compaction
 from convostore._codec import encode_item
 from convostore._db.chunks import split
 from convostore.demo import function_call, message
 
-from .test_faults import CuttingProxy, proxied  # noqa: F401  (a fixture, used by name)
+from ._proxy import Proxied
+from ._stores import SMALL_CHUNK, MakeSession, make_store, session_on
 
-MakeSession = Callable[..., SQLAlchemySession]
 T = TypeVar("T")
 
 CONFIG = RunConfig(tracing_disabled=True)
-SMALL = 300  # characters per chunk in these tests, so items of a few KB take many chunks
 KEY = "compaction-test-key"
-
-
-@pytest.fixture
-def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
-    async def chunk_chars(_db: object, texts: Sequence[str] = (), **_options: object) -> int:
-        return SMALL
-
-    monkeypatch.setattr(convostore._db.chunks, "chunk_chars", chunk_chars)
-    return SMALL
 
 
 # -- items ------------------------------------------------------------------------------------
@@ -73,7 +62,7 @@ def history(n: int, size: int = 0) -> list[dict[str, Any]]:
 
 
 def chunks_of(item: dict[str, Any]) -> int:
-    return len(split(encode_item(item), SMALL)[1])
+    return len(split(encode_item(item), SMALL_CHUNK)[1])
 
 
 # -- the stand-in for responses.compact -------------------------------------------------------
@@ -579,12 +568,7 @@ async def test_expired_encrypted_items_are_reclaimed_in_the_same_transaction(
 
 
 async def test_store_rules_apply_to_the_replacement(engine: AsyncEngine, tables: Tables) -> None:
-    store = SessionStore(
-        engine,
-        sessions_table=tables.sessions.name,
-        messages_table=tables.messages.name,
-        max_items_per_session=3,
-    )
+    store = make_store(engine, tables, max_items_per_session=3)
     sid = f"store-{uuid.uuid4().hex}"
     await store.session(sid).add_items(history(3))
     handle = store.session(sid, user_id="user-7", metadata={"title": "Oslo"})
@@ -634,22 +618,18 @@ async def test_a_corrupt_row_is_never_summarised_away(
     assert positions[2] in state["positions"]
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("mode", ["manual", "automatic"])
 @pytest.mark.parametrize("cut", ["before", "after"])
 async def test_a_lost_commit_of_the_replacement_is_resolved(
-    proxied: tuple[CuttingProxy, AsyncEngine, Tables],  # noqa: F811
+    proxied: Proxied,
     mode: str,
     cut: str,
 ) -> None:
     """The COMMIT never reached the server (the replacement runs again, compare-and-swap
     included), or its answer was lost (the replacement is found stored): done once."""
     proxy, engine, tables = proxied
-    session = SQLAlchemySession(
-        f"lost-{uuid.uuid4().hex}",
-        engine=engine,
-        sessions_table=tables.sessions.name,
-        messages_table=tables.messages.name,
-    )
+    session = session_on(engine, tables, f"lost-{uuid.uuid4().hex}")
     await session.add_items(history(4))
     client = CompactClient()
 

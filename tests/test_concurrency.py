@@ -9,12 +9,12 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import SQLAlchemySession, Tables, engine_from_url
 
 from . import _workers
+from ._stores import session_on
 
 
 def assert_whole_batches(
@@ -59,12 +59,7 @@ async def test_concurrent_engines(
     try:
 
         async def writer(w: int) -> None:
-            session = SQLAlchemySession(
-                session_id,
-                engine=engines[w % len(engines)],
-                sessions_table=tables.sessions.name,
-                messages_table=tables.messages.name,
-            )
+            session = session_on(engines[w % len(engines)], tables, session_id)
             for b in range(batches):
                 await session.add_items([{"w": w, "b": b, "i": i} for i in range(size)])
 
@@ -75,7 +70,6 @@ async def test_concurrent_engines(
     assert_whole_batches(await make_session(session_id).get_items(), writers, batches, size)
 
 
-@pytest.mark.slow
 async def test_concurrent_processes(
     engine: AsyncEngine, tables: Tables, make_session: Callable[..., SQLAlchemySession]
 ) -> None:
@@ -118,7 +112,6 @@ async def test_concurrent_pops_return_each_item_once(
     assert await session.get_items() == []
 
 
-@pytest.mark.slow
 async def test_concurrent_pops_across_processes(
     engine: AsyncEngine, tables: Tables, make_session: Callable[..., SQLAlchemySession]
 ) -> None:

@@ -11,8 +11,6 @@ import multiprocessing
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
@@ -21,21 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from convostore import SessionStore, SQLAlchemySession, engine_from_url
 from convostore.migrate import head
 
-from ._scratch_db import scratch_database
 from ._workers import first_use
 
 THREADS = 8
 PROCESSES = 4
-
-
-@pytest.fixture
-async def empty_url(backend: str, engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[str]:
-    """The URL of a database with no tables."""
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'new.db'}"
-        return
-    async with scratch_database(engine) as url:
-        yield url
 
 
 async def _check(url: str, session_ids: list[str]) -> None:
@@ -53,15 +40,16 @@ async def _check(url: str, session_ids: list[str]) -> None:
         await engine.dispose()
 
 
-@pytest.mark.slow
-async def test_eight_engines_in_threads(empty_url: str) -> None:
+async def test_eight_engines_in_threads(empty_database_url: str) -> None:
     ids = [f"thread-{n}-{uuid.uuid4().hex[:6]}" for n in range(THREADS)]
     barrier = threading.Barrier(THREADS)
     errors: list[BaseException] = []
 
     def worker(session_id: str) -> None:
         async def main() -> None:
-            session = SQLAlchemySession.from_url(session_id, url=empty_url, create_tables=True)
+            session = SQLAlchemySession.from_url(
+                session_id, url=empty_database_url, create_tables=True
+            )
             async with session:
                 barrier.wait(timeout=30)
                 await session.add_items([{"role": "user", "content": session_id}])
@@ -76,26 +64,28 @@ async def test_eight_engines_in_threads(empty_url: str) -> None:
         thread.start()
     await asyncio.to_thread(lambda: [t.join(timeout=120) for t in threads])
     assert not errors, errors
-    await _check(empty_url, ids)
+    await _check(empty_database_url, ids)
 
 
 @pytest.mark.slow
-async def test_four_processes(empty_url: str) -> None:
+async def test_four_processes(empty_database_url: str) -> None:
     ids = [f"process-{n}-{uuid.uuid4().hex[:6]}" for n in range(PROCESSES)]
     context = multiprocessing.get_context("spawn")
     # Spawned interpreters take a while to import; all start their first use together.
     start_at = time.time() + 4
-    processes = [context.Process(target=first_use, args=(empty_url, sid, start_at)) for sid in ids]
+    processes = [
+        context.Process(target=first_use, args=(empty_database_url, sid, start_at)) for sid in ids
+    ]
     for process in processes:
         process.start()
     await asyncio.to_thread(lambda: [p.join(timeout=120) for p in processes])
     assert [p.exitcode for p in processes] == [0] * PROCESSES
-    await _check(empty_url, ids)
+    await _check(empty_database_url, ids)
 
 
-async def test_many_tasks_and_a_store_at_once(empty_url: str) -> None:
+async def test_many_tasks_and_a_store_at_once(empty_database_url: str) -> None:
     ids = [f"task-{n}-{uuid.uuid4().hex[:6]}" for n in range(6)]
-    engine = engine_from_url(empty_url)
+    engine = engine_from_url(empty_database_url)
     store = SessionStore(engine, create_tables=True)
     try:
         await asyncio.gather(
@@ -109,10 +99,11 @@ async def test_many_tasks_and_a_store_at_once(empty_url: str) -> None:
         )
     finally:
         await engine.dispose()
-    await _check(empty_url, ids)
+    await _check(empty_database_url, ids)
 
 
-@pytest.mark.backends("postgresql", "mysql")
+@pytest.mark.postgresql
+@pytest.mark.mysql
 async def test_a_failed_creation_is_a_convostore_error(engine: AsyncEngine) -> None:
     from convostore.errors import StorageError
 

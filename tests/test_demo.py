@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore.cli.demo import describe_item
 
-from ._scratch_db import scratch_database
+from ._programs import convostore, run
 
-CONSOLE_SCRIPT = str(Path(sys.executable).with_name("convostore"))
 INSTALL_HINT = "pip install 'convostore[agents]'"
 
 
-def run(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    # Wide output keeps each printed line whole; the URL comes from `env` or the default.
-    environ = {k: v for k, v in os.environ.items() if k != "CONVOSTORE_URL"}
-    environ.update({"COLUMNS": "200", **(env or {})})
-    return subprocess.run(
-        args, cwd=cwd, env=environ, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
+@pytest.mark.slow
 def test_demo_on_the_default_sqlite_file_continues_on_the_second_run(tmp_path: Path) -> None:
-    first = run(CONSOLE_SCRIPT, "demo", cwd=tmp_path)
+    first = convostore("demo", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert (tmp_path / "convostore-demo.db").exists()
     assert "New conversation" in first.stdout
@@ -46,27 +31,22 @@ def test_demo_on_the_default_sqlite_file_continues_on_the_second_run(tmp_path: P
     # The scripted model can only know the first run's question from the stored history.
     assert "1. What's the weather in Paris?" in second.stdout
 
-    reset = run(CONSOLE_SCRIPT, "demo", "--reset", cwd=tmp_path)
+    reset = convostore("demo", "--reset", cwd=tmp_path)
     assert reset.returncode == 0, reset.stderr
     assert "New conversation" in reset.stdout
     assert "get_weather(city='Paris')" in reset.stdout
     assert "2. What did I ask you so far?" not in reset.stdout
 
 
-@pytest.fixture
-async def demo_database_url(engine: AsyncEngine) -> AsyncIterator[str]:
-    """A database of its own for the demo on a server (its tables have the default names)."""
-    async with scratch_database(engine) as url:
-        yield url
-
-
-@pytest.mark.backends("postgresql", "mysql")
-def test_demo_on_a_server_with_convostore_url(demo_database_url: str, tmp_path: Path) -> None:
-    env = {"CONVOSTORE_URL": demo_database_url}
-    first = run(CONSOLE_SCRIPT, "demo", cwd=tmp_path, env=env)
+@pytest.mark.slow
+@pytest.mark.postgresql
+@pytest.mark.mysql
+def test_demo_on_a_server_with_convostore_url(empty_database_url: str, tmp_path: Path) -> None:
+    env = {"CONVOSTORE_URL": empty_database_url}
+    first = convostore("demo", cwd=tmp_path, env=env)
     assert first.returncode == 0, first.stderr
     assert "New conversation" in first.stdout
-    second = run(CONSOLE_SCRIPT, "demo", cwd=tmp_path, env=env)
+    second = convostore("demo", cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr
     assert "Continuing the stored conversation: 7 items" in second.stdout
     assert "1. What's the weather in Paris?" in second.stdout
@@ -93,7 +73,7 @@ def test_demo_without_the_agents_sdk_names_the_extra(tmp_path: Path) -> None:
 
 def test_demo_reports_an_unreachable_server_without_the_password(tmp_path: Path) -> None:
     url = "postgresql://someone:s3cret-pw@127.0.0.1:1/nothing"
-    result = run(CONSOLE_SCRIPT, "demo", "--url", url, cwd=tmp_path)
+    result = convostore("demo", "--url", url, cwd=tmp_path)
     assert result.returncode == 1
     assert "Error:" in result.stderr
     assert "Traceback" not in result.stderr

@@ -24,7 +24,7 @@ from convostore import SessionStore, SQLAlchemySession, Tables, engine_from_url
 from convostore.demo import ScriptedModel, message
 from convostore.errors import EventLoopError
 
-from .conftest import backend_url
+from ._stores import table_options
 
 THREADS = 4
 ROUNDS = 10
@@ -55,20 +55,12 @@ def in_threads(count: int, work: Callable[[int], Awaitable[Any]]) -> list[Any]:
     return results
 
 
-def url_for(backend: str, tmp_path: Path) -> str:
-    return backend_url(backend, tmp_path)
-
-
-def session_kwargs(tables: Tables) -> dict[str, Any]:
-    return {"sessions_table": tables.sessions.name, "messages_table": tables.messages.name}
-
-
 async def test_one_from_url_session_in_many_loops(
     backend: str, engine: AsyncEngine, tables: Tables, sqlite_dir: Path
 ) -> None:
     url = engine.url.render_as_string(hide_password=False)
     session = SQLAlchemySession.from_url(
-        f"loops-{uuid.uuid4().hex}", url=url, **session_kwargs(tables)
+        f"loops-{uuid.uuid4().hex}", url=url, **table_options(tables)
     )
 
     async def work(n: int) -> int:
@@ -91,7 +83,7 @@ async def test_one_from_url_session_in_many_loops(
 
 async def test_one_store_in_many_loops(engine: AsyncEngine, tables: Tables) -> None:
     url = engine.url.render_as_string(hide_password=False)
-    store = SessionStore(url, **session_kwargs(tables))
+    store = SessionStore(url, **table_options(tables))
     sid = f"store-loops-{uuid.uuid4().hex}"
 
     async def work(n: int) -> None:
@@ -110,7 +102,7 @@ async def test_one_store_in_many_loops(engine: AsyncEngine, tables: Tables) -> N
 async def test_runner_run_sync_from_worker_threads(engine: AsyncEngine, tables: Tables) -> None:
     url = engine.url.render_as_string(hide_password=False)
     session = SQLAlchemySession.from_url(
-        f"run-sync-{uuid.uuid4().hex}", url=url, **session_kwargs(tables)
+        f"run-sync-{uuid.uuid4().hex}", url=url, **table_options(tables)
     )
     lock = threading.Lock()  # one turn at a time, as one user's requests are
     config = RunConfig(tracing_disabled=True)
@@ -137,7 +129,7 @@ async def test_runner_run_sync_from_worker_threads(engine: AsyncEngine, tables: 
     await session.close()
 
 
-@pytest.mark.backends("sqlite")
+@pytest.mark.sqlite
 async def test_in_memory_sqlite_is_one_database_across_loops() -> None:
     session = SQLAlchemySession.from_url("memory", url="sqlite://", create_tables=True)
 
@@ -150,12 +142,13 @@ async def test_in_memory_sqlite_is_one_database_across_loops() -> None:
     await session.close()
 
 
-@pytest.mark.backends("postgresql", "mysql")
+@pytest.mark.postgresql
+@pytest.mark.mysql
 async def test_a_passed_in_engine_refuses_another_live_loop(
     backend: str, engine: AsyncEngine, tables: Tables
 ) -> None:
     own = engine_from_url(engine.url)
-    session = SQLAlchemySession(f"given-{uuid.uuid4().hex}", engine=own, **session_kwargs(tables))
+    session = SQLAlchemySession(f"given-{uuid.uuid4().hex}", engine=own, **table_options(tables))
     await session.add_items([{"n": 1}])  # the pool now holds a connection of this loop
 
     async def elsewhere() -> None:
@@ -175,12 +168,11 @@ async def _items(session: SQLAlchemySession) -> list[Any]:
     return await session.get_items()
 
 
-@pytest.mark.backends("postgresql", "mysql")
+@pytest.mark.postgresql
+@pytest.mark.mysql
 async def test_a_null_pool_engine_serves_any_loop(engine: AsyncEngine, tables: Tables) -> None:
     own = engine_from_url(engine.url, poolclass=NullPool)
-    session = SQLAlchemySession(
-        f"nullpool-{uuid.uuid4().hex}", engine=own, **session_kwargs(tables)
-    )
+    session = SQLAlchemySession(f"nullpool-{uuid.uuid4().hex}", engine=own, **table_options(tables))
 
     # SQLAlchemy initializes a new engine's dialect on its first connection under a lock of
     # the loop making it: connect once before other loops share the engine (as documented).
@@ -199,7 +191,7 @@ async def test_close_after_use_in_other_loops_leaves_nothing_open(
 ) -> None:
     url = engine.url.render_as_string(hide_password=False)
     session = SQLAlchemySession.from_url(
-        f"close-{uuid.uuid4().hex}", url=url, **session_kwargs(tables)
+        f"close-{uuid.uuid4().hex}", url=url, **table_options(tables)
     )
     keep_running = threading.Event()
     ready = threading.Barrier(2)

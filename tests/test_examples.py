@@ -10,44 +10,22 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ._scratch_db import scratch_database
+from ._programs import free_port, run
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def run_example(name: str, cwd: Path, url: str | None = None) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    if url is not None:
-        env["DATABASE_URL"] = url
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run(sys.executable, EXAMPLES / name, cwd=cwd, env={"DATABASE_URL": url})
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-@pytest.fixture
-async def server_url(engine: AsyncEngine, backend: str, tmp_path: Path) -> AsyncIterator[str]:
-    """A URL for the example: a SQLite file, or a throw-away database on the server."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'example.db'}"
-        return
-    async with scratch_database(engine) as url:
-        yield url
 
 
 def test_quickstart(tmp_path: Path) -> None:
@@ -55,6 +33,7 @@ def test_quickstart(tmp_path: Path) -> None:
     assert "What is the capital of France?" in out
 
 
+@pytest.mark.slow
 def test_agents_sqlite_remembers_across_runs(tmp_path: Path) -> None:
     first = run_example("agents_sqlite.py", tmp_path)
     assert "0 items stored before this run" in first
@@ -65,25 +44,20 @@ def test_agents_sqlite_remembers_across_runs(tmp_path: Path) -> None:
     assert (tmp_path / "agents-example.db").exists()
 
 
-@pytest.mark.backends("postgresql", "mysql")
-def test_agents_postgres_keeps_users_apart(server_url: str, tmp_path: Path) -> None:
-    out = run_example("agents_postgres.py", tmp_path, server_url)
+@pytest.mark.postgresql
+@pytest.mark.mysql
+def test_agents_postgres_keeps_users_apart(empty_database_url: str, tmp_path: Path) -> None:
+    out = run_example("agents_postgres.py", tmp_path, empty_database_url)
     assert "ada: Before this, you asked me: 1. What's the weather in London?\n" in out
     assert "grace: Before this, you asked me: 1. What's the weather in Washington?\n" in out
     assert out.count("7 items stored") == 3
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def web_chat(server_url: str, tmp_path: Path) -> Iterator[str]:
+def web_chat(empty_database_url: str, tmp_path: Path) -> Iterator[str]:
     """``python examples/web_chat.py`` on a free port; yields its base URL."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": server_url, "PORT": str(port)}
+    env = {**os.environ, "DATABASE_URL": empty_database_url, "PORT": str(port)}
     log = tmp_path / "web_chat.log"
     with log.open("w") as out:
         process = subprocess.Popen(

@@ -7,11 +7,9 @@ import io
 import json
 import random
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import (
     InvalidInputError,
@@ -21,16 +19,7 @@ from convostore import (
     engine_from_url,
 )
 
-from ._stores import store_factory
-
-NewStore = Callable[..., Awaitable[SessionStore]]
-
-
-@pytest.fixture
-async def new_store(engine: AsyncEngine) -> AsyncIterator[NewStore]:
-    async with store_factory(engine) as make:
-        yield make
-
+from ._stores import NewStore, make_store
 
 T0 = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.timezone.utc)
 
@@ -177,9 +166,7 @@ async def test_export_streams_in_constant_memory(new_store: NewStore) -> None:
     # One connection: a pool of warm and cold connections would add per-connection
     # allocations (prepared statements) that have nothing to do with the export.
     engine = engine_from_url(made.engine.url, pool_size=1, max_overflow=0)
-    store = SessionStore(
-        engine, sessions_table=tables.sessions.name, messages_table=tables.messages.name
-    )
+    store = make_store(engine, tables)
     filler = "x" * 300
     try:
         for session_id, count in (("small", 2_000), ("large", 20_000)):

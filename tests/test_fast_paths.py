@@ -97,7 +97,7 @@ async def test_batches_get_contiguous_positions_in_order(
     assert await session.get_items() == [*expected[:-1], {"n": "after pop"}]
 
 
-@pytest.mark.backends("postgresql")
+@pytest.mark.postgresql
 async def test_reads_leave_no_autocommit_connection_behind(
     make_session: Callable[..., SQLAlchemySession], engine: AsyncEngine
 ) -> None:

@@ -19,7 +19,6 @@ import contextlib
 import glob
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from convostore import (
@@ -47,13 +46,14 @@ from convostore import (
     build_tables,
     create_tables,
     engine_from_url,
-    to_async_url,
 )
 from convostore._db.engine import Database
 from convostore._db.runner import run_write as run_on_database
-from convostore.migrate import version_table_for
 
-from .conftest import IN_CI, MYSQL_URL, POSTGRES_URL
+from ._databases import SERVERS, backend_params, skip_or_fail
+from ._programs import free_port
+from ._proxy import Proxied
+from ._stores import session_on, unique_tables
 
 pytestmark = pytest.mark.fault
 
@@ -66,17 +66,8 @@ async def run_write(engine: AsyncEngine, work: Any, **options: Any) -> Any:
     return await run_on_database(database, work, retry=RetryPolicy(), **options)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _missing(what: str) -> None:
-    message = f"{what}; the fault tests start their own database servers"
-    if IN_CI:
-        pytest.fail(f"CI=true and {message}", pytrace=False)
-    pytest.skip(message)
+    skip_or_fail(f"{what}; the fault tests start their own database servers")
 
 
 def _wait_for_port(port: int, timeout: float = 30.0) -> None:
@@ -127,7 +118,7 @@ class PrivatePostgres(PrivateServer):
         self.dir = tempfile.mkdtemp(prefix="convostore-pg-")
         if self.as_user:
             shutil.chown(self.dir, "postgres")
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
         self._run("initdb", "-D", f"{self.dir}/data", "-A", "trust", "-U", "postgres", "--no-sync")
         self.start()
@@ -172,7 +163,7 @@ class PrivateMariaDB(PrivateServer):
             _missing("MariaDB server binaries (mariadb-install-db, mariadbd) not found")
         self.server = str(server)
         self.dir = tempfile.mkdtemp(prefix="convostore-mariadb-")
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"mysql+aiomysql://root@127.0.0.1:{self.port}/test"
         self.user = ["--user=root"] if os.geteuid() == 0 else []
         subprocess.run(
@@ -227,13 +218,7 @@ class PrivateMariaDB(PrivateServer):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param("postgresql", marks=pytest.mark.postgresql),
-        pytest.param("mysql", marks=pytest.mark.mysql),
-    ],
-)
+@pytest.fixture(scope="module", params=backend_params(*SERVERS))
 def server(request: pytest.FixtureRequest) -> Iterator[PrivateServer]:
     """A private server of the backend, started for this module and removed at the end."""
     srv: PrivateServer = PrivatePostgres() if request.param == "postgresql" else PrivateMariaDB()
@@ -247,7 +232,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[PrivateServer]:
 async def fault_engine(server: PrivateServer) -> AsyncIterator[tuple[AsyncEngine, Tables]]:
     """An engine with a warm pool on the private server, and fresh tables there."""
     engine = engine_from_url(server.url, pool_size=8, max_overflow=4)
-    tables = build_tables(f"f_{uuid.uuid4().hex[:8]}_s", f"f_{uuid.uuid4().hex[:8]}_m")
+    tables = unique_tables("f")
     await create_tables(engine, tables)
     try:
         yield engine, tables
@@ -255,14 +240,8 @@ async def fault_engine(server: PrivateServer) -> AsyncIterator[tuple[AsyncEngine
         await engine.dispose()
 
 
-def _session(engine: AsyncEngine, tables: Tables, **kwargs: Any) -> SQLAlchemySession:
-    return SQLAlchemySession(
-        f"fault-{uuid.uuid4().hex}",
-        engine=engine,
-        sessions_table=tables.sessions.name,
-        messages_table=tables.messages.name,
-        **kwargs,
-    )
+def _session(engine: AsyncEngine, tables: Tables, **options: Any) -> SQLAlchemySession:
+    return session_on(engine, tables, f"fault-{uuid.uuid4().hex}", **options)
 
 
 @dataclass
@@ -345,6 +324,7 @@ async def _check_integrity(sessions: list[SQLAlchemySession], seen: Stream) -> N
             assert i in seen.acked[k] or i in seen.unknown[k]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crash", [False, True], ids=["clean-shutdown", "crash"])
 async def test_restart_mid_stream_is_invisible(
     server: PrivateServer, fault_engine: tuple[AsyncEngine, Tables], crash: bool
@@ -402,6 +382,7 @@ async def test_outage_longer_than_the_policy_raises_then_recovers(
     assert await session.get_items() == [{"n": 0}]
 
 
+@pytest.mark.slow
 def test_soak_survives_a_restart(server: PrivateServer) -> None:
     """bench/soak.py (processes, shared sessions, adds, pops, reads) across a restart."""
     options = ["--seconds", "6", "--processes", "2", "--sessions", "4"]
@@ -427,105 +408,8 @@ def test_soak_survives_a_restart(server: PrivateServer) -> None:
 # -- connections cut around COMMIT ---------------------------------------------------------
 
 
-_COMMIT = re.compile(rb"\bCOMMIT\b", re.IGNORECASE)
-
-
-class CuttingProxy:
-    """A TCP proxy that can cut the connection just before or just after a COMMIT passes."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.cut: str | None = None
-        """``"before"``: drop the COMMIT; ``"after"``: deliver it, then drop the answer."""
-        self.cuts = 0
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def __aenter__(self) -> CuttingProxy:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        assert self.server is not None
-        self.server.close()
-
-    async def _serve(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
-        s_reader, s_writer = await asyncio.open_connection(*self.target)
-        answer_lost = asyncio.Event()
-
-        async def upstream() -> None:
-            while data := await c_reader.read(65536):
-                # The COMMIT statement itself, not "BEGIN ... READ COMMITTED".
-                if self.cut and _COMMIT.search(data):
-                    mode, self.cut = self.cut, None
-                    self.cuts += 1
-                    if mode == "before":
-                        return  # dropped: the server never sees the COMMIT
-                    answer_lost.set()
-                    s_writer.write(data)
-                    await s_writer.drain()
-                    await asyncio.Event().wait()  # downstream cuts once the server answered
-                s_writer.write(data)
-                await s_writer.drain()
-
-        async def downstream() -> None:
-            while data := await s_reader.read(65536):
-                if answer_lost.is_set():
-                    return  # the server answered the COMMIT (it is done); drop the answer
-                c_writer.write(data)
-                await c_writer.drain()
-
-        pumps = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
-        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-        for task in pumps:
-            task.cancel()
-        for writer in (c_writer, s_writer):
-            writer.transport.abort()
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("postgresql", marks=pytest.mark.postgresql),
-        pytest.param("mysql", marks=pytest.mark.mysql),
-    ]
-)
-async def proxied(
-    request: pytest.FixtureRequest,
-) -> AsyncIterator[tuple[CuttingProxy, AsyncEngine, Tables]]:
-    """An engine on the shared test server, through a :class:`CuttingProxy`."""
-    url = to_async_url(POSTGRES_URL if request.param == "postgresql" else MYSQL_URL)
-    host, port = (
-        url.host or "127.0.0.1",
-        url.port or (5432 if "postgres" in url.drivername else 3306),
-    )
-    # asyncpg asks for TLS by default; the proxy must see the statements in clear text.
-    connect_args = {"ssl": False} if request.param == "postgresql" else {}
-    async with CuttingProxy(host, port) as proxy:
-        engine = engine_from_url(
-            url.set(host="127.0.0.1", port=proxy.port), connect_args=connect_args
-        )
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except Exception as exc:  # the shared server is down: conftest's rule
-            await engine.dispose()
-            _missing(f"{request.param} is not reachable ({type(exc).__name__})")
-        tables = build_tables(f"f_{uuid.uuid4().hex[:8]}_s", f"f_{uuid.uuid4().hex[:8]}_m")
-        await create_tables(engine, tables)
-        try:
-            yield proxy, engine, tables
-        finally:
-            proxy.cut = None
-            async with engine.begin() as conn:
-                await conn.run_sync(tables.metadata.drop_all)
-                version_table = version_table_for(tables.sessions.name)
-                await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {version_table}")
-            await engine.dispose()
-
-
 async def test_add_whose_commit_answer_was_lost_is_stored_once(
-    proxied: tuple[CuttingProxy, AsyncEngine, Tables],
+    proxied: Proxied,
 ) -> None:
     proxy, engine, tables = proxied
     session = _session(engine, tables)
@@ -537,7 +421,7 @@ async def test_add_whose_commit_answer_was_lost_is_stored_once(
 
 
 async def test_add_whose_commit_was_never_sent_raises_outcome_unknown(
-    proxied: tuple[CuttingProxy, AsyncEngine, Tables],
+    proxied: Proxied,
 ) -> None:
     proxy, engine, tables = proxied
     session = _session(engine, tables)
@@ -554,7 +438,7 @@ async def test_add_whose_commit_was_never_sent_raises_outcome_unknown(
 
 @pytest.mark.parametrize("cut", ["before", "after"])
 async def test_pop_and_clear_with_lost_commit_raise_outcome_unknown(
-    proxied: tuple[CuttingProxy, AsyncEngine, Tables], cut: str
+    proxied: Proxied, cut: str
 ) -> None:
     proxy, engine, tables = proxied
     session = _session(engine, tables)
@@ -571,7 +455,7 @@ async def test_pop_and_clear_with_lost_commit_raise_outcome_unknown(
 
 
 async def test_verify_false_runs_the_write_again(
-    proxied: tuple[CuttingProxy, AsyncEngine, Tables],
+    proxied: Proxied,
 ) -> None:
     proxy, engine, _ = proxied
     marks = Table(f"f_{uuid.uuid4().hex[:8]}_marks", MetaData(), Column("k", String(64)))
@@ -607,7 +491,8 @@ async def test_verify_false_runs_the_write_again(
 # -- lock conflicts ------------------------------------------------------------------------
 
 
-@pytest.mark.backends("postgresql", "mysql")
+@pytest.mark.postgresql
+@pytest.mark.mysql
 async def test_deadlock_is_retried_as_a_whole_transaction(engine: AsyncEngine) -> None:
     """Two transactions lock two rows in opposite orders: the server kills one, it runs again."""
     counters = Table(

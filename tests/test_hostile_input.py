@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,13 +21,12 @@ from convostore import (
     InvalidLimitError,
     InvalidSessionIdError,
     PayloadTooLargeError,
-    SessionStore,
     SQLAlchemySession,
     Tables,
 )
 from convostore._codec import MAX_DEPTH
 
-MakeSession = Callable[..., SQLAlchemySession]
+from ._stores import MakeSession, make_store
 
 HOSTILE_IDS = [
     "it's",
@@ -243,20 +241,15 @@ async def test_corrupt_rows_are_skipped_logged_and_listed(
         assert await session.get_items() == [{"n": 0}, {"n": 2}, {"n": 4}]
     assert "position 1" in caplog.text
     assert "position 3" in caplog.text
-    corrupt = await store_of(engine, tables).find_corrupt_items(session_id=session.session_id)
+    corrupt = await make_store(engine, tables).find_corrupt_items(session_id=session.session_id)
     assert [(c.session_id, c.position) for c in corrupt] == [
         (session.session_id, 1),
         (session.session_id, 3),
     ]
     assert "nested too deeply" in corrupt[1].error
     # The whole table, in small pages: the same two rows among whatever else is there.
-    everywhere = await store_of(engine, tables).find_corrupt_items(page_size=2)
+    everywhere = await make_store(engine, tables).find_corrupt_items(page_size=2)
     assert [c for c in everywhere if c.session_id == session.session_id] == corrupt
-    assert await store_of(engine, tables).find_corrupt_items(session_id=neighbour.session_id) == []
-
-
-def store_of(engine: AsyncEngine, tables: Tables) -> SessionStore:
-    """A store on the test's engine and tables."""
-    return SessionStore(
-        engine, sessions_table=tables.sessions.name, messages_table=tables.messages.name
+    assert (
+        await make_store(engine, tables).find_corrupt_items(session_id=neighbour.session_id) == []
     )

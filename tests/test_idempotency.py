@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,14 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from convostore import (
     InvalidIdempotencyKeyError,
     InvalidInputError,
-    SessionStore,
     SQLAlchemySession,
     Tables,
 )
 
-from .test_faults import CuttingProxy, proxied  # noqa: F401  (a fixture, used by name)
-
-Make = Callable[..., SQLAlchemySession]
+from ._proxy import Proxied
+from ._stores import MakeSession, make_store, session_on
 
 
 def batch(tag: str, n: int = 2) -> list[dict[str, Any]]:
@@ -67,7 +64,7 @@ async def test_keys_compare_exactly(session: SQLAlchemySession) -> None:
     assert await session.get_items() == [{"k": k} for k in ("Key", "key", "key ", "kéy")]
 
 
-async def test_same_key_on_two_sessions_is_stored_on_both(make_session: Make) -> None:
+async def test_same_key_on_two_sessions_is_stored_on_both(make_session: MakeSession) -> None:
     first, second = make_session(), make_session()
     await first.add_items(batch("a"), idempotency_key="shared")
     await second.add_items(batch("b"), idempotency_key="shared")
@@ -76,7 +73,7 @@ async def test_same_key_on_two_sessions_is_stored_on_both(make_session: Make) ->
 
 
 async def test_concurrent_retries_store_once_and_all_return(
-    make_session: Make, engine: AsyncEngine, tables: Tables
+    make_session: MakeSession, engine: AsyncEngine, tables: Tables
 ) -> None:
     """20 callers retry the same keyed batch at once (each on its own session object)."""
     session_id = f"idem-{uuid.uuid4().hex}"
@@ -93,7 +90,7 @@ async def test_concurrent_retries_store_once_and_all_return(
     assert await key_count(engine, tables, session_id) == 1
 
 
-async def test_concurrent_different_keys_are_all_stored(make_session: Make) -> None:
+async def test_concurrent_different_keys_are_all_stored(make_session: MakeSession) -> None:
     session_id = f"idem-{uuid.uuid4().hex}"
     await asyncio.gather(
         *(
@@ -156,7 +153,7 @@ async def test_longest_key_is_stored(session: SQLAlchemySession) -> None:
 
 
 async def test_prune_keys_forgets_old_keys_only(
-    make_session: Make, engine: AsyncEngine, tables: Tables
+    make_session: MakeSession, engine: AsyncEngine, tables: Tables
 ) -> None:
     session = make_session()
     await session.add_items(batch("a"), idempotency_key="old")
@@ -165,21 +162,17 @@ async def test_prune_keys_forgets_old_keys_only(
     cutoff = dt.datetime.now(dt.timezone.utc)
     await asyncio.sleep(0.01)
     await session.add_items(batch("b"), idempotency_key="new")
-    assert await store_of(engine, tables).prune_keys(cutoff) >= 1
+    assert await make_store(engine, tables).prune_keys(cutoff) >= 1
     assert await key_count(engine, tables, session.session_id) == 1
     await session.add_items(batch("a"), idempotency_key="old")  # forgotten: stored again
     await session.add_items(batch("b"), idempotency_key="new")  # still known
     assert await session.get_items() == batch("a") + batch("b") + batch("a")
     with pytest.raises(InvalidInputError, match="timezone-aware"):
-        await store_of(engine, tables).prune_keys(dt.datetime(2020, 1, 1))
+        await make_store(engine, tables).prune_keys(dt.datetime(2020, 1, 1))
 
 
 async def test_store_sessions_pass_the_key_through(engine: AsyncEngine, tables: Tables) -> None:
-    store = SessionStore(
-        engine=engine,
-        sessions_table=tables.sessions.name,
-        messages_table=tables.messages.name,
-    )
+    store = make_store(engine, tables)
     session = store.session(f"idem-{uuid.uuid4().hex}")
     await session.add_items(batch("a"), idempotency_key="k")
     await session.add_items(batch("a"), idempotency_key="k")
@@ -188,18 +181,14 @@ async def test_store_sessions_pass_the_key_through(engine: AsyncEngine, tables: 
     assert await key_count(engine, tables, session.session_id) == 0
 
 
+@pytest.mark.fault
 async def test_lost_commit_of_a_keyed_add_is_resolved_by_its_key(
-    proxied: tuple[CuttingProxy, AsyncEngine, Tables],  # noqa: F811
+    proxied: Proxied,
 ) -> None:
     """Without a key, a COMMIT that never reached the server is an unknown outcome; with
     one, the key is looked up: absent, so the add runs again, once."""
     proxy, engine, tables = proxied
-    session = SQLAlchemySession(
-        f"idem-{uuid.uuid4().hex}",
-        engine=engine,
-        sessions_table=tables.sessions.name,
-        messages_table=tables.messages.name,
-    )
+    session = session_on(engine, tables, f"idem-{uuid.uuid4().hex}")
     await session.add_items([{"n": 0}])
     proxy.cut = "before"
     await session.add_items([{"n": 1}], idempotency_key="k1")
@@ -221,10 +210,3 @@ async def test_encrypted_sessions_pass_the_key_through(session: SQLAlchemySessio
     await encrypted.add_items(batch("a"), idempotency_key="k")
     await encrypted.add_items(batch("a"), idempotency_key="k")
     assert await encrypted.get_items() == batch("a")
-
-
-def store_of(engine: AsyncEngine, tables: Tables) -> SessionStore:
-    """A store on the test's engine and tables."""
-    return SessionStore(
-        engine, sessions_table=tables.sessions.name, messages_table=tables.messages.name
-    )

@@ -15,14 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import SchemaError, SQLAlchemySession, StorageError, Tables, engine_from_url
 
-pytestmark = pytest.mark.backends("postgresql", "mysql")
+from ._databases import autocommit
+from ._stores import session_on
 
-
-async def _autocommit(engine: AsyncEngine, *statements: str) -> None:
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        for statement in statements:
-            await conn.exec_driver_sql(statement)
+pytestmark = [pytest.mark.postgresql, pytest.mark.mysql]
 
 
 @pytest.fixture
@@ -52,24 +48,19 @@ async def runtime_engine(
             ),
         ]
         revokes = [f"DROP USER '{role}'@'%%'"]
-    await _autocommit(engine, *grants)
+    await autocommit(engine, *grants)
     runtime = engine_from_url(engine.url.set(username=role, password=password))
     try:
         yield runtime
     finally:
         await runtime.dispose()
-        await _autocommit(engine, *revokes)
+        await autocommit(engine, *revokes)
 
 
 async def test_session_works_with_only_dml_grants(
     runtime_engine: AsyncEngine, tables: Tables
 ) -> None:
-    session = SQLAlchemySession(
-        f"least-privilege-{uuid.uuid4().hex}",
-        engine=runtime_engine,
-        sessions_table=tables.sessions.name,
-        messages_table=tables.messages.name,
-    )
+    session = session_on(runtime_engine, tables, f"least-privilege-{uuid.uuid4().hex}")
     await session.add_items([{"n": 0}, {"n": 1}, {"n": 2}])
     await session.add_items([{"n": 3}], idempotency_key="turn-3")
     await session.add_items([{"n": 3}], idempotency_key="turn-3")  # a retry: stored once

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import InvalidCursorError, InvalidInputError, SessionInfo, SessionStore
 
-from ._stores import age, store_factory
-
-NewStore = Callable[..., Awaitable[SessionStore]]
-
-
-@pytest.fixture
-async def new_store(engine: AsyncEngine) -> AsyncIterator[NewStore]:
-    async with store_factory(engine) as make:
-        yield make
+from ._stores import NewStore, age
 
 
 async def list_all(store: SessionStore, limit: int, **filters: object) -> list[SessionInfo]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import types
 import uuid
@@ -37,7 +36,6 @@ from convostore.migrate import (
     MigrationOptions,
     current,
     downgrade,
-    drop_version_table,
     head,
     history,
     script_directory,
@@ -45,7 +43,9 @@ from convostore.migrate import (
     version_table_for,
 )
 
-from .conftest import MYSQL_URL, POSTGRES_URL
+from ._databases import MYSQL_URL, POSTGRES_URL
+from ._programs import run as run_program
+from ._stores import drop_tables, session_on
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,14 +108,7 @@ async def names(engine: AsyncEngine) -> AsyncIterator[MigrationOptions]:
     prefix = unique()
     options = MigrationOptions(f"{prefix}_sessions", f"{prefix}_messages")
     yield options
-    await drop_store(engine, options)
-
-
-async def drop_store(engine: AsyncEngine, options: MigrationOptions) -> None:
-    tables = options.tables
-    async with engine.begin() as conn:
-        await conn.run_sync(tables.metadata.drop_all)
-        await conn.run_sync(drop_version_table, tables)
+    await drop_tables(engine, options.tables)
 
 
 def kwargs(options: MigrationOptions) -> dict[str, Any]:
@@ -145,12 +138,7 @@ async def table_names(engine: AsyncEngine, schema: str | None = None) -> set[str
 
 
 async def use_session(engine: AsyncEngine, options: MigrationOptions) -> None:
-    session = SQLAlchemySession(
-        unique("s-"),
-        engine=engine,
-        sessions_table=options.sessions_table,
-        messages_table=options.messages_table,
-    )
+    session = session_on(engine, options.tables, unique("s-"))
     await session.add_items([{"role": "user", "content": "hello"}, {"role": "assistant"}])
     await session.add_items([{"role": "user", "content": "again"}])
     assert await session.pop_item() == {"role": "user", "content": "again"}
@@ -238,13 +226,7 @@ async def test_downgrade_base_removes_everything_and_upgrade_again_works(
 
 
 async def test_create_tables_stamps_head(engine: AsyncEngine, names: MigrationOptions) -> None:
-    session = SQLAlchemySession(
-        unique("s-"),
-        engine=engine,
-        create_tables=True,
-        sessions_table=names.sessions_table,
-        messages_table=names.messages_table,
-    )
+    session = session_on(engine, names.tables, unique("s-"), create_tables=True)
     await session.add_items([{"role": "user", "content": "hi"}])
     assert await current(engine, **kwargs(names)) == (head(),)
     await assert_no_drift(engine, names)
@@ -262,13 +244,7 @@ async def test_create_tables_refuses_tables_at_an_older_revision(
         pytest.skip("one revision so far: no database can be older than head")
     await convostore.migrate.upgrade(engine, revisions[1], **kwargs(names))
     with pytest.raises(SchemaError, match="upgrade head"):
-        await SQLAlchemySession(
-            "x",
-            engine=engine,
-            create_tables=True,
-            sessions_table=names.sessions_table,
-            messages_table=names.messages_table,
-        ).get_items()
+        await session_on(engine, names.tables, "x", create_tables=True).get_items()
 
     await convostore.migrate.upgrade(engine, **kwargs(names))
     await use_session(engine, names)
@@ -281,13 +257,7 @@ async def test_create_tables_leaves_a_newer_revision_alone(
     await convostore.migrate.upgrade(engine, **kwargs(names))
     async with engine.begin() as conn:
         await conn.execute(text(f"UPDATE {names.version_table} SET version_num = 'f00d'"))
-    session = SQLAlchemySession(
-        unique("s-"),
-        engine=engine,
-        create_tables=True,
-        sessions_table=names.sessions_table,
-        messages_table=names.messages_table,
-    )
+    session = session_on(engine, names.tables, unique("s-"), create_tables=True)
     await session.add_items([{"role": "user"}])
     assert await current(engine, **kwargs(names)) == ("f00d",)
 
@@ -305,11 +275,11 @@ async def test_two_stores_keep_separate_histories(engine: AsyncEngine) -> None:
         await assert_no_drift(engine, second)
         await use_session(engine, second)
     finally:
-        await drop_store(engine, first)
-        await drop_store(engine, second)
+        await drop_tables(engine, first.tables)
+        await drop_tables(engine, second.tables)
 
 
-@pytest.mark.backends("postgresql")
+@pytest.mark.postgresql
 async def test_custom_postgresql_schema(engine: AsyncEngine) -> None:
     schema = unique()
     options = MigrationOptions(schema=schema)
@@ -532,19 +502,7 @@ async def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
 
 
 def alembic(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("CONVOSTORE_")}
-    environment.update(env or {})
-    done = subprocess.run(
-        [sys.executable, "-m", "alembic", *args],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout + done.stderr
+    return run(sys.executable, "-m", "alembic", *args, cwd=cwd, env=env)
 
 
 def x_args(settings: dict[str, str]) -> list[str]:
@@ -732,21 +690,11 @@ async def test_adoption_keeps_order_within_a_second(fresh: Fresh) -> None:
 
 
 def run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
-    environment = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CONVOSTORE_", "PYTHON", "VIRTUAL_ENV"))
+    """Run a program away from this checkout's settings; its output, which must be a success."""
+    isolated: dict[str, str | None] = {
+        k: None for k in os.environ if k.startswith(("CONVOSTORE_", "PYTHON", "VIRTUAL_ENV"))
     }
-    environment.update(env or {})
-    done = subprocess.run(
-        [str(a) for a in args],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    done = run_program(*args, cwd=cwd, env={**isolated, **(env or {})}, timeout=180)
     assert done.returncode == 0, f"{args}\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
 
@@ -783,7 +731,6 @@ def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wheel
 
 
-@pytest.mark.slow
 def test_wheel_ships_the_migrations(installed_wheel: Path) -> None:
     names = zipfile.ZipFile(installed_wheel).namelist()
     assert "convostore/migrations/env.py" in names
@@ -800,7 +747,7 @@ def test_wheel_ships_the_migrations(installed_wheel: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.backends("sqlite")
+@pytest.mark.sqlite
 def test_installed_wheel_migrates_from_outside_the_repository(
     backend: str, installed_wheel: Path, tmp_path: Path
 ) -> None:

@@ -6,10 +6,11 @@ The driver is made unimportable in a child interpreter (an import of a module se
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
+
+from ._programs import run
 
 BLOCK = "import sys; sys.modules[{name!r}] = None\n"
 
@@ -35,9 +36,7 @@ def test_library_names_the_extra(driver: str, url: str, extra: str) -> None:
         "    else:\n"
         "        raise SystemExit('no error')\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
-    )
+    done = run(sys.executable, "-c", program)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 2
@@ -50,9 +49,7 @@ def test_library_names_the_extra(driver: str, url: str, extra: str) -> None:
 def test_cli_says_which_extra_in_one_line(argv: list[str]) -> None:
     full = [*argv, "--url", "postgresql://app@127.0.0.1/db"]
     program = BLOCK.format(name="asyncpg") + f"from convostore.cli import main\nmain({full!r})\n"
-    done = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
-    )
+    done = run(sys.executable, "-c", program)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert "pip install 'convostore[postgres]'" in done.stderr
@@ -72,8 +69,6 @@ def test_encryption_names_its_extra() -> None:
         "else:\n"
         "    raise SystemExit('no error')\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
-    )
+    done = run(sys.executable, "-c", program)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "pip install 'convostore[encryption]'"

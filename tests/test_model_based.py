@@ -17,6 +17,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import SQLAlchemySession, Tables, engine_from_url
 
-from .conftest import backend_url
+from ._databases import backend_url
 
 T = TypeVar("T")
 
@@ -102,6 +103,7 @@ class StoreVersusList(RuleBasedStateMachine):
             self.run(session.clear_session())
 
 
+@pytest.mark.slow
 def test_store_behaves_like_a_list(backend: str, sqlite_dir: Path, tables: Tables) -> None:
     # `tables` made the run's tables on the shared loop; this loop gets an engine of its own.
     loop = asyncio.new_event_loop()

@@ -19,7 +19,6 @@ def big_item(size: int) -> dict[str, str]:
     return {"type": "function_call_output", "output": unit * (size // unit_bytes)}
 
 
-@pytest.mark.slow
 async def test_10mb_item_round_trips(session: SQLAlchemySession) -> None:
     item = big_item(10 * MB)
     await session.add_items([{"before": 1}, item, {"after": 2}])
@@ -36,7 +35,7 @@ async def test_64mb_item_round_trips(session: SQLAlchemySession) -> None:
     assert await session.get_items() == [item]
 
 
-@pytest.mark.backends("mysql")
+@pytest.mark.mysql
 async def test_item_over_max_allowed_packet_round_trips(
     engine: AsyncEngine, session: SQLAlchemySession
 ) -> None:

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from convostore import InvalidInputError, SessionStore
+from convostore import InvalidInputError
 
-from ._stores import age, count_rows, store_factory
-
-NewStore = Callable[..., Awaitable[SessionStore]]
-
-
-@pytest.fixture
-async def new_store(engine: AsyncEngine) -> AsyncIterator[NewStore]:
-    async with store_factory(engine) as make:
-        yield make
-
+from ._stores import NewStore, age, count_rows
 
 DAY = dt.timedelta(days=1)
 

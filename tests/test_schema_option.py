@@ -11,12 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,13 +25,10 @@ from convostore._db.schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE
 from convostore.errors import ConfigurationError
 from convostore.migrate import upgrade
 
-pytestmark = pytest.mark.backends("postgresql", "mysql")
+from ._databases import autocommit
+from ._programs import convostore
 
-
-async def _autocommit(engine: AsyncEngine, statement: str) -> None:
-    async with engine.connect() as conn:
-        autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await autocommit.exec_driver_sql(statement)
+pytestmark = [pytest.mark.postgresql, pytest.mark.mysql]
 
 
 @pytest.fixture
@@ -42,12 +36,12 @@ async def schema(engine: AsyncEngine, backend: str) -> AsyncIterator[str]:
     """A new schema (PostgreSQL) or database (MariaDB), migrated to head, then dropped."""
     name = f"cs_schema_{uuid.uuid4().hex[:10]}"
     kind = "SCHEMA" if backend == "postgresql" else "DATABASE"
-    await _autocommit(engine, f"CREATE {kind} {name}")
+    await autocommit(engine, f"CREATE {kind} {name}")
     try:
         await upgrade(engine, schema=name)
         yield name
     finally:
-        await _autocommit(
+        await autocommit(
             engine, f"DROP {kind} {name}" + (" CASCADE" if backend == "postgresql" else "")
         )
 
@@ -122,6 +116,7 @@ async def test_store_operations_in_a_schema(engine: AsyncEngine, schema: str) ->
         assert await store.count_sessions(user_id=user) == (0, 0)
 
 
+@pytest.mark.sqlite  # not the servers of this module
 async def test_sqlite_refuses_a_schema(tmp_path: Any) -> None:
     with pytest.raises(ConfigurationError, match="not supported on SQLite"):
         SQLAlchemySession.from_url("s", url=f"sqlite:///{tmp_path}/x.db", schema="agents")
@@ -142,13 +137,10 @@ def test_schema_must_be_an_identifier(engine: AsyncEngine) -> None:
 async def test_cli_commands_take_a_schema(engine: AsyncEngine, schema: str) -> None:
     sid = f"cli-{uuid.uuid4().hex}"
     await SQLAlchemySession(sid, engine=engine, schema=schema).add_items(items(2))
-    script = Path(sys.executable).with_name("convostore")
-    env = {**os.environ, "CONVOSTORE_URL": engine.url.render_as_string(hide_password=False)}
+    env = {"CONVOSTORE_URL": engine.url.render_as_string(hide_password=False)}
 
     def cli(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(script), *argv], capture_output=True, text=True, env=env, timeout=120
-        )
+        return convostore(*argv, env=env)
 
     listed = cli("sessions", "list", "--schema", schema, "--json")
     assert listed.returncode == 0, listed.stderr

@@ -33,8 +33,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests._databases import skip_or_fail
+from tests._programs import run
 from tests.conformance.exclusions import MODULES, PENDING, ModuleManifest, matches
-from tests.conftest import IN_CI
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIM_DIR = Path(__file__).resolve().parent / "conformance"
@@ -55,12 +56,6 @@ def pinned_sdk_version() -> str:
 def cache_root() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "convostore" / "sdk-tests"
-
-
-def _skip_or_fail_fetch(message: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI=true and {message}", pytrace=False)
-    pytest.skip(message)
 
 
 def fetch_sdk_tests(version: str) -> Path:
@@ -91,7 +86,7 @@ def fetch_sdk_tests(version: str) -> Path:
         )
         archives = list(Path(tmp).glob("openai_agents-*.tar.gz"))
         if download.returncode != 0 or not archives:
-            _skip_or_fail_fetch(
+            skip_or_fail(
                 f"could not fetch the openai-agents {version} sdist from PyPI for the "
                 f"conformance suite (needs network): {download.stderr.strip()[-500:]}"
             )
@@ -148,11 +143,12 @@ def run_module(
                 }
             )
         )
-        env = dict(os.environ)
-        env["CONVOSTORE_SDK_SHIM"] = str(work / "shim.json")
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(SHIM_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
-        )
+        env = {
+            "CONVOSTORE_SDK_SHIM": str(work / "shim.json"),
+            "PYTHONPATH": os.pathsep.join(
+                [str(SHIM_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
+        }
         command = [
             sys.executable,
             "-m",
@@ -172,15 +168,7 @@ def run_module(
             "ignore",
             f"--junitxml={junit}",
         ]
-        proc = subprocess.run(
-            command,
-            cwd=sdk_root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_S,
-            check=False,
-        )
+        proc = run(*command, cwd=sdk_root, env=env, timeout=RUN_TIMEOUT_S)
         if not collected_out.is_file() or not junit.is_file():
             pytest.fail(
                 f"the SDK's {module} did not run (exit {proc.returncode}):\n"
@@ -289,13 +277,14 @@ def sdk_root() -> Path:
     pinned = pinned_sdk_version()
     installed = version("openai-agents")
     if installed != pinned:
-        _skip_or_fail_fetch(
+        skip_or_fail(
             f"openai-agents {installed} is installed but the conformance suite pins {pinned}: "
             "pip install -e '.[dev]'"
         )
     return fetch_sdk_tests(pinned)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", list(MODULES), ids=lambda m: Path(m).stem)
 async def test_sdk_module(module: str, backend: str, engine: AsyncEngine, sdk_root: Path) -> None:
     manifest = MODULES[module]

@@ -26,9 +26,9 @@ from convostore import (
     StorageError,
 )
 from convostore.cli import main
-from convostore.migrate import version_table_for
 
-from .conftest import MYSQL_URL, POSTGRES_URL
+from ._databases import MYSQL_URL, POSTGRES_URL, SERVERS, backend_params, server_url
+from ._stores import drop_tables
 
 PASSWORD = "Pw-5ecret-4f9c"
 
@@ -78,17 +78,9 @@ def _assert_secret_kept(*texts: str) -> None:
         assert PASSWORD not in text
 
 
-SERVERS = [
-    pytest.param(POSTGRES_URL, marks=pytest.mark.postgresql, id="postgresql"),
-    pytest.param(MYSQL_URL, marks=pytest.mark.mysql, id="mysql"),
-]
-
-
-@pytest.mark.parametrize("server_url", SERVERS)
-async def test_unreachable_port(
-    server_url: str, everything_logged: pytest.LogCaptureFixture
-) -> None:
-    url = _with_password(server_url, host="127.0.0.1", port=1)  # nothing listens on port 1
+@pytest.mark.parametrize("server", backend_params(*SERVERS))
+async def test_unreachable_port(server: str, everything_logged: pytest.LogCaptureFixture) -> None:
+    url = _with_password(server_url(server), host="127.0.0.1", port=1)  # nothing listens on port 1
     session = SQLAlchemySession.from_url(
         "s", url=url, retry=RetryPolicy(max_elapsed=0.3), engine_kwargs={"echo": "debug"}
     )
@@ -101,9 +93,9 @@ async def test_unreachable_port(
     assert "***" in repr(session)
 
 
-@pytest.mark.parametrize("server_url", SERVERS)
-async def test_unknown_host(server_url: str, everything_logged: pytest.LogCaptureFixture) -> None:
-    url = _with_password(server_url, host="no-such-host.invalid")
+@pytest.mark.parametrize("server", backend_params(*SERVERS))
+async def test_unknown_host(server: str, everything_logged: pytest.LogCaptureFixture) -> None:
+    url = _with_password(server_url(server), host="no-such-host.invalid")
     async with SQLAlchemySession.from_url(
         "s", url=url, retry=RetryPolicy(max_elapsed=0.3)
     ) as session:
@@ -153,10 +145,7 @@ async def test_working_session_at_debug_with_echo(
         _assert_secret_kept(*texts)
         assert any("SELECT" in record.getMessage() for record in everything_logged.records)
     finally:
-        async with session.engine.begin() as conn:
-            await conn.run_sync(session.tables.metadata.drop_all)
-            version_table = version_table_for(f"{prefix}_sessions")
-            await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {version_table}")
+        await drop_tables(session.engine, session.tables)
         await session.close()
         await store.close()
 
@@ -178,9 +167,9 @@ def test_refused_urls(url: str) -> None:
     _assert_secret_kept(_exception_text(caught.value))
 
 
-@pytest.mark.parametrize("server_url", SERVERS)
-def test_cli_failure_output(server_url: str) -> None:
-    url = _with_password(server_url, host="127.0.0.1", port=1)
+@pytest.mark.parametrize("server", backend_params(*SERVERS))
+def test_cli_failure_output(server: str) -> None:
+    url = _with_password(server_url(server), host="127.0.0.1", port=1)
     result = CliRunner().invoke(main, ["doctor", "--url", url])
     _assert_secret_kept(result.output)
     assert result.output

@@ -11,7 +11,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,27 +20,19 @@ from agents.extensions.memory.encrypt_session import EncryptedSession as SDKEncr
 from agents.memory import OpenAIResponsesCompactionSession
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from convostore import SessionSettings, SessionStore, SQLAlchemySession, Tables
+from convostore import SessionSettings, SessionStore, Tables
 from convostore._config import sdk_settings_class
 from convostore.demo import ScriptedModel, message
 from convostore.errors import ConfigurationError, InvalidLimitError
 
-MakeSession = Callable[..., SQLAlchemySession]
+from ._stores import MakeSession, make_store
+
 CONFIG = RunConfig(tracing_disabled=True)
 KEY = "a-high-entropy-master-key-for-tests-only-0123456789"
 
 
 def items(n: int, tag: str = "m") -> list[dict[str, Any]]:
     return [{"role": "user", "content": f"{tag}{i}"} for i in range(n)]
-
-
-def store_on(engine: AsyncEngine, tables: Tables, **kwargs: Any) -> SessionStore:
-    return SessionStore(
-        engine,
-        sessions_table=tables.sessions.name,
-        messages_table=tables.messages.name,
-        **kwargs,
-    )
 
 
 @pytest.mark.parametrize(
@@ -62,7 +53,7 @@ def test_each_session_owns_its_settings(make_session: MakeSession) -> None:
 
 
 def test_store_sessions_own_their_settings(engine: AsyncEngine, tables: Tables) -> None:
-    store = store_on(engine, tables, session_settings=SDKSessionSettings(limit=5))
+    store = make_store(engine, tables, session_settings=SDKSessionSettings(limit=5))
     a, b = store.session("a"), store.session("b")
     a.session_settings.limit = 3
     assert b.session_settings.limit == 5
@@ -98,10 +89,10 @@ def test_store_validates_settings_at_construction(
     engine: AsyncEngine, tables: Tables, settings: Any, words: str | None
 ) -> None:
     if words is None:
-        store_on(engine, tables, session_settings=settings)
+        make_store(engine, tables, session_settings=settings)
         return
     with pytest.raises(ConfigurationError, match=words):
-        store_on(engine, tables, session_settings=settings)
+        make_store(engine, tables, session_settings=settings)
     with pytest.raises(ConfigurationError, match=words):
         SessionStore("sqlite://", session_settings=settings)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -27,25 +26,12 @@ from convostore import (
 )
 from convostore._observability import record_retry, traced
 
-from ._stores import count_rows, make_store, store_factory
+from ._stores import NewStore, count_rows, session_on
 
 _exporter = InMemorySpanExporter()
 _provider = TracerProvider()
 _provider.add_span_processor(SimpleSpanProcessor(_exporter))
 trace.set_tracer_provider(_provider)
-
-NewStore = Callable[..., Awaitable[SessionStore]]
-
-
-@pytest.fixture
-async def new_store(engine: AsyncEngine) -> AsyncIterator[NewStore]:
-    async with store_factory(engine) as make:
-        yield make
-
-
-@pytest.fixture
-def store(engine: AsyncEngine, tables: Tables) -> SessionStore:
-    return make_store(engine, tables)
 
 
 def sid() -> str:
@@ -59,12 +45,7 @@ async def test_sessions_share_the_engine_and_operations(
     assert a.engine is b.engine is store.engine is engine
     assert a._context is b._context is store._context
     # A plain SQLAlchemySession on the same engine and tables shares them too.
-    plain = SQLAlchemySession(
-        sid(),
-        engine=engine,
-        sessions_table=tables.sessions.name,
-        messages_table=tables.messages.name,
-    )
+    plain = session_on(engine, tables, sid())
     # The statements are built once per engine and table set.
     assert plain._context.database().statements is store._context.database().statements
     assert isinstance(a, SQLAlchemySession)
@@ -88,7 +69,7 @@ async def test_four_operations_and_exact_count(store: SessionStore) -> None:
 
 
 async def test_max_items_per_session_trims_on_write(
-    new_store: Callable[..., Awaitable[SessionStore]],
+    new_store: NewStore,
 ) -> None:
     store = await new_store(max_items_per_session=4)
     session = store.session(sid())
@@ -104,7 +85,7 @@ async def test_max_items_per_session_trims_on_write(
 
 
 async def test_max_items_exact_under_concurrent_writers(
-    new_store: Callable[..., Awaitable[SessionStore]],
+    new_store: NewStore,
 ) -> None:
     store = await new_store(max_items_per_session=10)
     session_id = sid()

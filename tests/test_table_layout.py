@@ -119,7 +119,7 @@ async def test_exact_reports_what_alembic_check_reports(
     assert "extra" in str(findings[0])
 
 
-@pytest.mark.backends("mysql")
+@pytest.mark.mysql
 async def test_exact_compares_mysql_collations(engine: AsyncEngine, tables: Tables) -> None:
     """Alembic does not compare collations; a case-insensitive session id would merge ids."""
     async with engine.begin() as conn:
