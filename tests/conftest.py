@@ -1,6 +1,6 @@
 """Every shared fixture, and the backend markers: one suite, run on SQLite, PostgreSQL and MariaDB.
 
-Markers (described in pyproject.toml; README.md, "Run the tests", says how to use them):
+Markers (described in pyproject.toml; README.md, under "Set up", says how to use them):
 
 - ``sqlite``, ``postgresql``, ``mysql``: the backend a test runs on. A test parametrized over
   backends (by the ``backend`` fixture, or any parameter made with ``backend_params``) gets
@@ -8,7 +8,8 @@ Markers (described in pyproject.toml; README.md, "Run the tests", says how to us
   markers itself; if it is also parametrized over backends, the cases of the other backends
   are deselected. Every other test does not depend on the backend and gets all three
   markers, so ``pytest -m postgresql`` runs it too.
-- ``slow`` and ``fault`` are set by the tests themselves; nothing here deselects them.
+- ``slow`` (the slowest case takes over about 5 s) and ``fault`` (it injects a failure) are
+  written on the tests; nothing deselects them, so plain ``pytest`` runs them.
 
 Fixtures:
 

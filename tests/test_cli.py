@@ -189,7 +189,6 @@ def test_python_dash_m() -> None:
         assert command in result.stdout
 
 
-@pytest.mark.slow
 async def test_user_commands(new_store: NewStore) -> None:
     store = await new_store()
     await store.session("u1-a", user_id="u1", metadata={"title": "Oslo trip"}).add_items([{}])
