@@ -26,6 +26,7 @@ from :mod:`convostore._db.runner`.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Sequence
 from typing import Any
@@ -119,7 +120,7 @@ class _Add:
         self.keep_last = keep_last
         self.record = record
         self.last_position = -1
-        self.now = utcnow()
+        self.now: dt.datetime  # set by each try of run(), read by committed()
 
     async def run(self, conn: AsyncConnection) -> None:
         """Write the batch (and what goes with it) in ``conn``'s transaction."""
@@ -227,32 +228,30 @@ async def get(db: Database, session_id: str, limit: int | None, *, retry: RetryP
 async def pop(db: Database, session_id: str, *, retry: RetryPolicy) -> Any | None:
     """Remove and return the session's last item that decodes, or ``None``."""
     try:
-        popped = await run_write(
+        corrupt, item = await run_write(
             db, functools.partial(_pop, db.statements, session_id), retry=retry
         )
     except _ChunkedPop:
         work = functools.partial(_pop, db.statements, session_id, read_first=True)
-        popped = await run_write(db, work, retry=retry)
+        corrupt, item = await run_write(db, work, retry=retry)
     # Corrupt rows removed on the way are logged and counted once, after the commit.
-    items = decode_positioned(session_id, popped)
-    return items[-1][1] if items else None
+    decode_positioned(session_id, corrupt)
+    return item
 
 
 async def _pop(
     sql: Statements, session_id: str, conn: AsyncConnection, *, read_first: bool = False
-) -> list[tuple[int, str]]:
-    """Pop rows until one decodes; return them all (the good one last, if any)."""
-    popped: list[tuple[int, str]] = []
+) -> tuple[list[tuple[int, str]], Any | None]:
+    """Pop rows until one decodes: the corrupt rows removed, and the item (or ``None``)."""
+    corrupt: list[tuple[int, str]] = []
     while True:
         row = await _pop_one(sql, session_id, conn, read_first=read_first)
         if row is None:
-            return popped
-        popped.append(row)
+            return corrupt, None
         try:
-            decode_item(row[1])
+            return corrupt, decode_item(row[1])
         except ValueError:
-            continue
-        return popped
+            corrupt.append(row)
 
 
 async def _pop_one(

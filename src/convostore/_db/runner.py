@@ -117,13 +117,14 @@ async def run_read(
     round trips (BEGIN, and ROLLBACK when the connection goes back to the pool), a third
     of a tail read (bench/, docs/performance.md), and buys nothing under READ COMMITTED.
     """
-    for tries in range(1, _READ_AGAIN_TRIES + 1):
+    tries = 1
+    while True:
         try:
             return await _run(db.read_engine, db.state, work, retry, write=False, verify=None)
         except ReadAgain as exc:
             if tries == _READ_AGAIN_TRIES:
                 raise StorageError(f"could not read a consistent copy: {exc}") from exc
-    raise AssertionError("unreachable")
+            tries += 1
 
 
 class _Clock:
