@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -34,7 +35,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import (
     CommitOutcomeUnknownError,
@@ -464,13 +466,13 @@ async def test_verify_false_runs_the_write_again(
     key = uuid.uuid4().hex
     tries = []
 
-    async def work(conn: AsyncConnection) -> str:
+    def work(conn: Connection) -> str:
         tries.append(1)
-        await conn.execute(marks.insert().values(k=key))
+        conn.execute(marks.insert().values(k=key))
         return "done"
 
-    async def verify(conn: AsyncConnection) -> bool | None:
-        found = await conn.execute(select(marks.c.k).where(marks.c.k == key))
+    def verify(conn: Connection) -> bool | None:
+        found = conn.execute(select(marks.c.k).where(marks.c.k == key))
         return found.first() is not None
 
     try:
@@ -504,25 +506,37 @@ async def test_deadlock_is_retried_as_a_whole_transaction(engine: AsyncEngine) -
     async with engine.begin() as conn:
         await conn.run_sync(counters.create)
         await conn.execute(counters.insert(), [{"k": "a", "v": 0}, {"k": "b", "v": 0}])
-    holding = {"x": asyncio.Event(), "y": asyncio.Event()}
+    # A unit of work is synchronous: each transaction runs on a thread of its own (its own
+    # loop and engine), so one can wait for the other while holding its first lock.
+    holding = {"x": threading.Event(), "y": threading.Event()}
     tries = {"x": 0, "y": 0}
 
     def transfer(name: str, other: str, first: str, second: str) -> Any:
-        async def work(conn: AsyncConnection) -> None:
+        def work(conn: Connection) -> None:
             tries[name] += 1
             bump = counters.update().values(v=counters.c.v + 1)
-            await conn.execute(bump.where(counters.c.k == first))
+            conn.execute(bump.where(counters.c.k == first))
             if tries[name] == 1:  # only the first tries meet, each holding one lock
                 holding[name].set()
-                await holding[other].wait()
-            await conn.execute(bump.where(counters.c.k == second))
+                assert holding[other].wait(30)
+            conn.execute(bump.where(counters.c.k == second))
 
         return work
 
+    def in_thread(work: Any) -> None:
+        async def main() -> None:
+            own = engine_from_url(engine.url)
+            try:
+                await run_write(own, work)
+            finally:
+                await own.dispose()
+
+        asyncio.run(main())
+
     try:
         await asyncio.gather(
-            run_write(engine, transfer("x", "y", "a", "b")),
-            run_write(engine, transfer("y", "x", "b", "a")),
+            asyncio.to_thread(in_thread, transfer("x", "y", "a", "b")),
+            asyncio.to_thread(in_thread, transfer("y", "x", "b", "a")),
         )
         assert sorted(tries.values()) == [1, 2]  # one deadlock victim, run once more
         async with engine.connect() as conn:

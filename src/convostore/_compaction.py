@@ -67,7 +67,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from ._codec import decode_or_skip, encode_items
 from ._config import check_limit
@@ -250,17 +250,17 @@ async def _plan(session: SQLAlchemySession, db: Database, items: Any) -> _Planne
     return _Planned(texts, [split(text, size) for text in texts])
 
 
-async def _reserve(db: Database, conn: AsyncConnection, sid: str, n: int, now: Any) -> int:
+def _reserve(db: Database, conn: Connection, sid: str, n: int, now: Any) -> int:
     """Lock the session row (creating it if missing) and reserve ``n`` positions: the end."""
     # The very statement add_items starts with, so the counter and the lock order have one
     # definition.
-    result = await conn.execute(db.statements.reserve, {"sid": sid, "n": n, "now": now})
+    result = conn.execute(db.statements.reserve, {"sid": sid, "n": n, "now": now})
     return int(result.lastrowid if is_mysql(db.state.dialect) else result.scalar_one())
 
 
-async def _settle(session: SQLAlchemySession, conn: AsyncConnection, db: Database) -> None:
+def _settle(session: SQLAlchemySession, conn: Connection, db: Database) -> None:
     """What every write of the session does last: a store's record and bound."""
-    await record_and_trim(
+    record_and_trim(
         conn,
         db.statements,
         session.session_id,
@@ -269,9 +269,9 @@ async def _settle(session: SQLAlchemySession, conn: AsyncConnection, db: Databas
     )
 
 
-async def _insert(
+def _insert(
     sid: str,
-    conn: AsyncConnection,
+    conn: Connection,
     sql: _Statements,
     planned: _Planned,
     start: int,
@@ -287,18 +287,18 @@ async def _insert(
         }
         for offset, (head, rest) in enumerate(planned.pieces)
     ]
-    await conn.execute(sql.insert_messages, rows)
+    conn.execute(sql.insert_messages, rows)
     for offset, (_, rest) in enumerate(planned.pieces):
         # One statement per chunk, each within the server's packet limit (as add_items).
         for chunk in chunk_rows(sid, start + offset, rest):
-            await conn.execute(sql.insert_chunk, chunk)
+            conn.execute(sql.insert_chunk, chunk)
 
 
-async def _lands(
-    conn: AsyncConnection, sql: _Statements, sid: str, position: int, head: str, now: Any
+def _lands(
+    conn: Connection, sql: _Statements, sid: str, position: int, head: str, now: Any
 ) -> bool:
     """Whether the row at ``position`` is the one this try wrote (positions are never reused)."""
-    row = (await conn.execute(sql.row_at, {"sid": sid, "pos": position})).first()
+    row = (conn.execute(sql.row_at, {"sid": sid, "pos": position})).first()
     return row is not None and row.created_at == now and row.message_data == head
 
 
@@ -347,37 +347,35 @@ class CompactionSnapshot:
         n = len(planned.texts)
         last_try: dict[str, Any] = {}
 
-        async def work(conn: AsyncConnection) -> bool:
+        def work(conn: Connection) -> bool:
             now = utcnow()
-            end = await _reserve(db, conn, sid, n, now)
+            end = _reserve(db, conn, sid, n, now)
             last_try.update(now=now, end=end)
-            current = (
-                await conn.execute(sql.tail_locked, {"sid": sid, "lim": len(expected)})
-            ).all()[::-1]
-            if await assemble(conn, db.statements, sid, current) != expected:
+            current = (conn.execute(sql.tail_locked, {"sid": sid, "lim": len(expected)})).all()[
+                ::-1
+            ]
+            if assemble(conn, db.statements, sid, current) != expected:
                 raise _Stale
             removed = 0
             if self._prune_prefix is not None:
-                removed += await self._prune(conn, db, sql, first)
-            result = await conn.execute(
-                sql.delete_range, {"sid": sid, "first": first, "stop": end - n}
-            )
+                removed += self._prune(conn, db, sql, first)
+            result = conn.execute(sql.delete_range, {"sid": sid, "first": first, "stop": end - n})
             removed += int(result.rowcount)
             if n:
-                await _insert(sid, conn, sql, planned, end - n, now)
-            await conn.execute(sql.subtract, {"sid": sid, "removed": removed})
-            await _settle(session, conn, db)
+                _insert(sid, conn, sql, planned, end - n, now)
+            conn.execute(sql.subtract, {"sid": sid, "removed": removed})
+            _settle(session, conn, db)
             return True
 
-        async def committed(conn: AsyncConnection) -> bool | None:
+        def committed(conn: Connection) -> bool | None:
             now, end = last_try["now"], last_try["end"]
-            if n and await _lands(conn, sql, sid, end - 1, planned.last_head, now):
+            if n and _lands(conn, sql, sid, end - 1, planned.last_head, now):
                 return True
             if n == 0:
-                row = (await conn.execute(sql.session_row, {"sid": sid})).first()
+                row = (conn.execute(sql.session_row, {"sid": sid})).first()
                 if row is not None and row.updated_at == now:
                     return True
-            if (await conn.execute(sql.row_at, {"sid": sid, "pos": first})).first() is not None:
+            if (conn.execute(sql.row_at, {"sid": sid, "pos": first})).first() is not None:
                 return False  # the replaced items are still there: it did not commit
             return None
 
@@ -387,9 +385,7 @@ class CompactionSnapshot:
             logger.debug("convostore: compaction of session %r found newer history", sid)
             return False
 
-    async def _prune(
-        self, conn: AsyncConnection, db: Database, sql: _Statements, before: int
-    ) -> int:
+    def _prune(self, conn: Connection, db: Database, sql: _Statements, before: int) -> int:
         """Delete the run of oldest items ``prune_prefix`` accepts, a window at a time."""
         assert self._prune_prefix is not None
         session = self._session
@@ -397,19 +393,17 @@ class CompactionSnapshot:
         removed = 0
         while True:
             rows = (
-                await conn.execute(
-                    sql.oldest_before, {"sid": sid, "before": before, "lim": self._limit}
-                )
+                conn.execute(sql.oldest_before, {"sid": sid, "before": before, "lim": self._limit})
             ).all()
             last = None
-            for position, text in await assemble(conn, db.statements, sid, rows):
+            for position, text in assemble(conn, db.statements, sid, rows):
                 ok, item = decode_or_skip(sid, position, text)
                 if not ok or not self._prune_prefix(item):
                     break
                 last = position
             if last is None:
                 return removed
-            result = await conn.execute(sql.delete_through, {"sid": sid, "last": last})
+            result = conn.execute(sql.delete_through, {"sid": sid, "last": last})
             removed += int(result.rowcount)
             if last != rows[-1].position or len(rows) < self._limit:
                 return removed
@@ -431,11 +425,11 @@ async def get_compaction_snapshot(
     sql = _statements(db.tables)
     sid = self.session_id
 
-    async def read(conn: AsyncConnection) -> tuple[list[tuple[int, str]], bool]:
+    def read(conn: Connection) -> tuple[list[tuple[int, str]], bool]:
         # One row past the window tells whether it is the whole history.
-        rows = (await conn.execute(sql.tail, {"sid": sid, "lim": limit + 1})).all()
+        rows = (conn.execute(sql.tail, {"sid": sid, "lim": limit + 1})).all()
         window = rows[:limit][::-1]
-        return await assemble(conn, db.statements, sid, window), len(rows) <= limit
+        return assemble(conn, db.statements, sid, window), len(rows) <= limit
 
     rows, complete = await run_read(db, read, retry=self._context.retry)
     kept: list[tuple[int, str]] = []
@@ -470,36 +464,36 @@ async def atomic_replace_items(self: SQLAlchemySession, items: list[Any]) -> boo
     n = len(planned.texts)
     last_try: dict[str, Any] = {}
 
-    async def work(conn: AsyncConnection) -> bool:
+    def work(conn: Connection) -> bool:
         now = utcnow()
         last_try["now"] = now
         if n == 0:
             # No positions to reserve, and no session row to create for an empty history.
             # Without a row there are no items (foreign key), and no lock was taken: a
             # concurrent first add must not lose its items to the delete.
-            locked = await conn.execute(sql.set_count, {"sid": sid, "n": 0, "now": now})
+            locked = conn.execute(sql.set_count, {"sid": sid, "n": 0, "now": now})
             if locked.rowcount:
-                await conn.execute(sql.delete_all, {"sid": sid})
+                conn.execute(sql.delete_all, {"sid": sid})
         else:
-            end = await _reserve(db, conn, sid, n, now)
+            end = _reserve(db, conn, sid, n, now)
             last_try["end"] = end
-            await conn.execute(sql.delete_before, {"sid": sid, "stop": end - n})
-            await _insert(sid, conn, sql, planned, end - n, now)
+            conn.execute(sql.delete_before, {"sid": sid, "stop": end - n})
+            _insert(sid, conn, sql, planned, end - n, now)
             # Exact again even if rows were deleted by hand behind the counter's back.
-            await conn.execute(sql.set_count, {"sid": sid, "n": n, "now": now})
-        await _settle(self, conn, db)
+            conn.execute(sql.set_count, {"sid": sid, "n": n, "now": now})
+        _settle(self, conn, db)
         return True
 
-    async def committed(conn: AsyncConnection) -> bool | None:
+    def committed(conn: Connection) -> bool | None:
         now = last_try["now"]
         if n == 0:
             # Replacing with nothing is done whenever nothing is there.
-            left = (await conn.execute(sql.any_item, {"sid": sid})).first()
+            left = (conn.execute(sql.any_item, {"sid": sid})).first()
             return True if left is None else None
         end = last_try["end"]
-        if await _lands(conn, sql, sid, end - 1, planned.last_head, now):
+        if _lands(conn, sql, sid, end - 1, planned.last_head, now):
             return True
-        row = (await conn.execute(sql.session_row, {"sid": sid})).first()
+        row = (conn.execute(sql.session_row, {"sid": sid})).first()
         if row is None or row.next_position < end:
             return False  # the reservation itself did not commit
         return None

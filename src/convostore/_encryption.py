@@ -28,7 +28,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from ._closing import AsyncClosing
 from ._codec import decode_item, encode_item, encode_items
@@ -176,12 +176,12 @@ class EncryptedSession(AsyncClosing):
         # Locking every row: a concurrent writer of an item waits for the rotation.
         locked = db.statements.select_all.with_for_update()
 
-        async def work(conn: AsyncConnection) -> int:
-            rows = (await conn.execute(locked, {"sid": session_id})).all()
+        def work(conn: Connection) -> int:
+            rows = (conn.execute(locked, {"sid": session_id})).all()
             rewritten = 0
             # Large items come whole from their chunks; a batch of rows at a time would bound
             # memory, but a session's items are read whole by get_items anyway.
-            for position, text in await assemble(conn, db.statements, session_id, rows):
+            for position, text in assemble(conn, db.statements, session_id, rows):
                 stored = decode_item(text)
                 if not (isinstance(stored, dict) and stored.get(MARKER) == 1):
                     continue
@@ -195,7 +195,7 @@ class EncryptedSession(AsyncClosing):
                         position=position,
                     ) from None
                 sealed = encode_item({MARKER: 1, "token": token.decode("ascii")})
-                await rewrite(conn, db.statements, session_id, position, sealed, size)
+                rewrite(conn, db.statements, session_id, position, sealed, size)
                 rewritten += 1
             return rewritten
 

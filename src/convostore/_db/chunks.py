@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from .._config import RetryPolicy
 from .engine import Database
@@ -75,8 +75,8 @@ async def chunk_chars(db: Database, texts: Sequence[str] = (), *, retry: RetryPo
         return chunk_chars_for_packet(_MYSQL_PACKET_FLOOR)
     if state.max_allowed_packet is None:
 
-        async def work(conn: AsyncConnection) -> int:
-            result = await conn.exec_driver_sql("SELECT @@max_allowed_packet")
+        def work(conn: Connection) -> int:
+            result = conn.exec_driver_sql("SELECT @@max_allowed_packet")
             return int(result.scalar_one())
 
         state.max_allowed_packet = await run_read(db, work, retry=retry)
@@ -106,8 +106,8 @@ def chunk_rows(session_id: str, position: int, pieces: Sequence[str]) -> list[di
     ]
 
 
-async def assemble(
-    conn: AsyncConnection, sql: Statements, session_id: str, rows: Iterable[Any]
+def assemble(
+    conn: Connection, sql: Statements, session_id: str, rows: Iterable[Any]
 ) -> list[tuple[int, str]]:
     """Return ``(position, text)`` for rows of ``(position, message_data, chunk_count)``.
 
@@ -121,7 +121,7 @@ async def assemble(
     wanted = {int(row[0]): int(row[2]) for row in rows if row[2]}
     if not wanted:
         return [(int(row[0]), row[1]) for row in rows]
-    result = await conn.execute(sql.select_chunks, {"sid": session_id, "positions": sorted(wanted)})
+    result = conn.execute(sql.select_chunks, {"sid": session_id, "positions": sorted(wanted)})
     pieces: dict[int, list[str]] = {}
     for position, data in result:
         pieces.setdefault(int(position), []).append(data)
@@ -140,15 +140,15 @@ async def assemble(
     return out
 
 
-async def rewrite(
-    conn: AsyncConnection, sql: Statements, session_id: str, position: int, text: str, size: int
+def rewrite(
+    conn: Connection, sql: Statements, session_id: str, position: int, text: str, size: int
 ) -> None:
     """Replace the stored text of the item at ``position`` with ``text``, in ``size`` chunks."""
     head, rest = split(text, size)
-    await conn.execute(sql.delete_chunks, {"sid": session_id, "pos": position})
-    await conn.execute(
+    conn.execute(sql.delete_chunks, {"sid": session_id, "pos": position})
+    conn.execute(
         sql.rewrite_item,
         {"sid": session_id, "pos": position, "head": head, "pieces": len(rest)},
     )
     for row in chunk_rows(session_id, position, rest):
-        await conn.execute(sql.insert_chunk, row)
+        conn.execute(sql.insert_chunk, row)

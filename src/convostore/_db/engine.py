@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine.events import ConnectionEvents, DialectEvents
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.pool.events import PoolEvents
 
 from ..errors import MissingDependencyError
 from .urls import to_async_url
@@ -31,6 +33,7 @@ from .urls import to_async_url
 if TYPE_CHECKING:
     from .schema import Tables
     from .statements import Statements
+    from .worker import SQLiteWorker
 
 __all__ = [
     "SQLITE_BUSY_TIMEOUT_MS",
@@ -68,8 +71,63 @@ def engine_from_url(url: str | URL, **engine_kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(async_url, **engine_kwargs)
     except ModuleNotFoundError as exc:
         raise missing_driver(exc, async_url.get_backend_name()) from exc
-    configure_engine(engine)
+    state = engine_state(engine)
+    if state.dialect == "sqlite" and state.connection_lock is None:
+        _add_sqlite_worker(engine, state, async_url, engine_kwargs)
     return engine
+
+
+# Sizing of the application's pool: the worker's connections are its own.
+_POOL_ARGUMENTS = frozenset(
+    {
+        "poolclass",
+        "pool",
+        "pool_size",
+        "max_overflow",
+        "pool_timeout",
+        "pool_recycle",
+        "pool_pre_ping",
+        "pool_use_lifo",
+        "pool_reset_on_return",
+        "creator",
+        "async_creator",
+    }
+)
+
+
+def _add_sqlite_worker(
+    engine: AsyncEngine, state: EngineState, async_url: URL, engine_kwargs: dict[str, Any]
+) -> None:
+    """Give an engine on a SQLite file its synchronous twin (see :mod:`.worker`).
+
+    The twin is made from the same URL (with the standard library's driver) and the same
+    engine arguments, so the application's connection settings hold on both. Its pool is
+    not the application's: the worker keeps exactly two connections open (one per lane),
+    whatever the pool size. Files opened through a ``file:`` URI are left to the async
+    path: their options are the driver's, not SQLAlchemy's.
+    """
+    database = async_url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:") or async_url.query:
+        return
+    from sqlalchemy import create_engine
+
+    from .worker import SQLiteWorker
+
+    options = {k: v for k, v in engine_kwargs.items() if k not in _POOL_ARGUMENTS}
+    try:
+        twin = create_engine(
+            async_url.set(drivername="sqlite+pysqlite"), poolclass=NullPool, **options
+        )
+    except Exception:  # an argument only the async engine takes: keep the async path
+        return
+    _install_sqlite_settings(twin)
+    worker = state.worker = SQLiteWorker(twin)
+
+    @event.listens_for(engine.sync_engine, "engine_disposed")
+    def _close_worker(_engine: Any) -> None:
+        worker.close()
+
+    state.quiet = _Quiet(engine.sync_engine)
 
 
 # The extra that installs each driver a URL can name.
@@ -162,6 +220,26 @@ class EngineState:
         self._writer_locks = weakref.WeakKeyDictionary()
         self._statements: dict[Tables, Statements] = {}
         self._guard = threading.Lock()
+        self.worker: SQLiteWorker | None = None
+        """SQLite files, on engines convostore made: the thread that runs work in one call."""
+        self.quiet: _Quiet | None = None
+        """With :attr:`worker`: whether the engine still has convostore's listeners only."""
+
+    def worker_for(self, engine: AsyncEngine) -> SQLiteWorker | None:
+        """The :class:`SQLiteWorker` to run ``engine``'s work on now, or ``None``.
+
+        ``None`` (SQLAlchemy's full async path) whenever the application could be watching:
+        echo is on, or anything but convostore listens to the engine's execution, pool or
+        dialect events (logging, tracing, its own hooks). Those see every statement, as the
+        application asked.
+        """
+        worker, quiet = self.worker, self.quiet
+        if worker is None or quiet is None:
+            return None
+        sync_engine = engine.sync_engine
+        if sync_engine.echo or not quiet.holds(sync_engine):
+            return None
+        return worker
 
     def writer_lock(self) -> asyncio.Lock | None:
         """The running loop's lock that queues writers of a SQLite file, or ``None``.
@@ -214,17 +292,7 @@ def engine_state(engine: AsyncEngine) -> EngineState:
 
 def _install_listeners(sync_engine: Engine, state: EngineState) -> None:
     if state.dialect == "sqlite":
-
-        @event.listens_for(sync_engine, "connect")
-        def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            try:
-                cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-                cursor.execute("PRAGMA journal_mode = WAL")
-                cursor.execute("PRAGMA foreign_keys = ON")
-            finally:
-                cursor.close()
-
+        _install_sqlite_settings(sync_engine)
         # aiosqlite runs each connection on a thread of its own and answers any loop.
         return
     if state.serves_any_loop:
@@ -234,6 +302,75 @@ def _install_listeners(sync_engine: Engine, state: EngineState) -> None:
     def _remember_loop(_dbapi_connection: Any, _record: Any) -> None:
         with contextlib.suppress(RuntimeError):  # connected outside a loop: nothing to tie
             state.connection_loop = weakref.ref(asyncio.get_running_loop())
+
+
+def _install_sqlite_settings(sync_engine: Engine) -> None:
+    @event.listens_for(sync_engine, "connect")
+    def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+
+# Every event an application (echo aside) can hook into SQLAlchemy's execution with: while
+# any has a listener convostore did not install, work takes SQLAlchemy's full path.
+_EVENT_NAMES = tuple(
+    name
+    for kind in (ConnectionEvents, DialectEvents, PoolEvents)
+    for name in vars(kind)
+    if not name.startswith("_") and callable(getattr(kind, name))
+)
+# The names each kind of dispatcher answers, found once: a miss costs SQLAlchemy an exception.
+_names_of: dict[type, tuple[str, ...]] = {}
+
+
+def _names(dispatch: Any) -> tuple[str, ...]:
+    names = _names_of.get(type(dispatch))
+    if names is None:
+        names = _names_of[type(dispatch)] = tuple(
+            name for name in _EVENT_NAMES if _answers(dispatch, name)
+        )
+    return names
+
+
+def _answers(dispatch: Any, name: str) -> bool:
+    try:
+        getattr(dispatch, name)
+    except AttributeError:
+        return False
+    return True
+
+
+def _collections(sync_engine: Engine) -> tuple[Any, ...]:
+    """The engine's listener collections, one per event, in a fixed order."""
+    found: tuple[Any, ...] = ()
+    for dispatch in (sync_engine.dispatch, sync_engine.dialect.dispatch, sync_engine.pool.dispatch):
+        found += tuple(getattr(dispatch, name) for name in _names(dispatch))
+    return found
+
+
+class _Quiet:
+    """Tells, cheaply, whether an engine has still only the listeners it had when made.
+
+    SQLAlchemy replaces an event's empty collection by a new one when a listener is added:
+    while every collection is the very object it was, only those that had listeners then
+    can have gained any, and counting those is enough. Anything else is counted in full.
+    """
+
+    def __init__(self, sync_engine: Engine) -> None:
+        self.collections = _collections(sync_engine)
+        self.count = sum(len(c) for c in self.collections)
+        self.live = tuple(c for c in self.collections if len(c))
+
+    def holds(self, sync_engine: Engine) -> bool:
+        current = _collections(sync_engine)
+        if current == self.collections:  # identity first: none of these define __eq__
+            return sum(len(c) for c in self.live) == self.count
+        return sum(len(c) for c in current) == self.count
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from .._codec import decode_item, decode_positioned, decode_rows
 from .._config import RetryPolicy
@@ -122,19 +122,19 @@ class _Add:
         self.last_position = -1
         self.now: dt.datetime  # set by each try of run(), read by committed()
 
-    async def run(self, conn: AsyncConnection) -> None:
+    def run(self, conn: Connection) -> None:
         """Write the batch (and what goes with it) in ``conn``'s transaction."""
         self.now = utcnow()
         if self.sql.append is not None and not self.chunked:
-            await self._append(conn)
+            self._append(conn)
         else:
-            await self._reserve_and_insert(conn)
+            self._reserve_and_insert(conn)
         if self.record or self.keep_last is not None:
-            await record_and_trim(
+            record_and_trim(
                 conn, self.sql, self.session_id, record=self.record, keep_last=self.keep_last
             )
 
-    async def _append(self, conn: AsyncConnection) -> None:
+    def _append(self, conn: Connection) -> None:
         assert self.sql.append is not None
         params: dict[str, Any] = {
             "sid": self.session_id,
@@ -142,18 +142,18 @@ class _Add:
             "now": self.now,
             "texts": list(self.texts),
         }
-        positions = (await conn.execute(self.sql.append, params)).scalars().all()
+        positions = (conn.execute(self.sql.append, params)).scalars().all()
         self.last_position = max(positions)
         if self.key is not None:
             # The append took the session's row lock: same-key retries queue up here.
-            await self._claim_key(conn)
+            self._claim_key(conn)
 
-    async def _reserve_and_insert(self, conn: AsyncConnection) -> None:
+    def _reserve_and_insert(self, conn: Connection) -> None:
         sql, session_id, n = self.sql, self.session_id, len(self.texts)
-        result = await conn.execute(sql.reserve, {"sid": session_id, "n": n, "now": self.now})
+        result = conn.execute(sql.reserve, {"sid": session_id, "n": n, "now": self.now})
         end = result.lastrowid if sql.is_mysql else result.scalar_one()
         if self.key is not None:
-            await self._claim_key(conn)
+            self._claim_key(conn)
         start = end - n
         self.last_position = end - 1
         rows = [
@@ -166,35 +166,33 @@ class _Add:
             }
             for offset, (head, rest) in enumerate(self.pieces)
         ]
-        await conn.execute(sql.insert_items, rows if n > 1 else rows[0])
+        conn.execute(sql.insert_items, rows if n > 1 else rows[0])
         if self.chunked:
             for offset, (_, rest) in enumerate(self.pieces):
                 # One statement per chunk: each stays within the server's packet limit.
                 for chunk in chunk_rows(session_id, start + offset, rest):
-                    await conn.execute(sql.insert_chunk, chunk)
+                    conn.execute(sql.insert_chunk, chunk)
 
-    async def _claim_key(self, conn: AsyncConnection) -> None:
+    def _claim_key(self, conn: Connection) -> None:
         """Record the idempotency key under the row lock; roll back if the session has it."""
         params = {"sid": self.session_id, "key": self.key}
-        if (await conn.execute(self.sql.find_key, params)).first() is not None:
+        if (conn.execute(self.sql.find_key, params)).first() is not None:
             raise _AlreadyStored
-        await conn.execute(
+        conn.execute(
             self.sql.insert_key,
             {"session_id": self.session_id, "idempotency_key": self.key, "created_at": self.now},
         )
 
-    async def committed(self, conn: AsyncConnection) -> bool | None:
+    def committed(self, conn: Connection) -> bool | None:
         """Whether the last try committed, asked on a new connection after a lost COMMIT."""
         if self.key is not None:
             # The key row commits with the batch and nothing else writes it.
-            found = await conn.execute(
-                self.sql.key_stored, {"sid": self.session_id, "key": self.key}
-            )
+            found = conn.execute(self.sql.key_stored, {"sid": self.session_id, "key": self.key})
             return found.first() is not None
         # The batch's last row, with this try's timestamp, is there only if the try
         # committed; if it is missing it may also have been popped since.
         params: dict[str, Any] = {"sid": self.session_id, "pos": self.last_position}
-        row = (await conn.execute(self.sql.item_written, params)).first()
+        row = (conn.execute(self.sql.item_written, params)).first()
         if row is not None and row.created_at == self.now and row[0] == self.pieces[-1][0]:
             return True
         return None
@@ -214,13 +212,13 @@ async def get(db: Database, session_id: str, limit: int | None, *, retry: RetryP
         limit = None
     sql = db.statements
 
-    async def work(conn: AsyncConnection) -> list[tuple[int, str]]:
+    def work(conn: Connection) -> list[tuple[int, str]]:
         if limit is None:
-            rows = (await conn.execute(sql.select_all, {"sid": session_id})).all()
+            rows = (conn.execute(sql.select_all, {"sid": session_id})).all()
         else:
             params = {"sid": session_id, "lim": limit}
-            rows = (await conn.execute(sql.select_tail, params)).all()[::-1]
-        return await assemble(conn, sql, session_id, rows)
+            rows = (conn.execute(sql.select_tail, params)).all()[::-1]
+        return assemble(conn, sql, session_id, rows)
 
     return decode_rows(session_id, await run_read(db, work, retry=retry))
 
@@ -239,13 +237,13 @@ async def pop(db: Database, session_id: str, *, retry: RetryPolicy) -> Any | Non
     return item
 
 
-async def _pop(
-    sql: Statements, session_id: str, conn: AsyncConnection, *, read_first: bool = False
+def _pop(
+    sql: Statements, session_id: str, conn: Connection, *, read_first: bool = False
 ) -> tuple[list[tuple[int, str]], Any | None]:
     """Pop rows until one decodes: the corrupt rows removed, and the item (or ``None``)."""
     corrupt: list[tuple[int, str]] = []
     while True:
-        row = await _pop_one(sql, session_id, conn, read_first=read_first)
+        row = _pop_one(sql, session_id, conn, read_first=read_first)
         if row is None:
             return corrupt, None
         try:
@@ -254,30 +252,30 @@ async def _pop(
             corrupt.append(row)
 
 
-async def _pop_one(
-    sql: Statements, session_id: str, conn: AsyncConnection, *, read_first: bool
+def _pop_one(
+    sql: Statements, session_id: str, conn: Connection, *, read_first: bool
 ) -> tuple[int, str] | None:
-    claimed = await conn.execute(sql.claim_pop, {"sid": session_id, "now": utcnow()})
+    claimed = conn.execute(sql.claim_pop, {"sid": session_id, "now": utcnow()})
     if claimed.rowcount == 0:
         return None
     # MariaDB (10.3+) has DELETE ... RETURNING with a subquery on the same table, and
     # saves a statement with it (bench/: pop); MySQL has neither.
     text = None
     if read_first or (sql.is_mysql and not conn.dialect.delete_returning):
-        row = (await conn.execute(sql.select_last_for_update, {"sid": session_id})).first()
+        row = (conn.execute(sql.select_last_for_update, {"sid": session_id})).first()
         if row is not None:
             # Chunks go with the row (ON DELETE CASCADE): read them first.
-            [(_, text)] = await assemble(conn, sql, session_id, [row])
-            await conn.execute(sql.delete_item, {"sid": session_id, "pos": row.position})
+            [(_, text)] = assemble(conn, sql, session_id, [row])
+            conn.execute(sql.delete_item, {"sid": session_id, "pos": row.position})
     else:
-        row = (await conn.execute(sql.delete_last_returning, {"sid": session_id})).first()
+        row = (conn.execute(sql.delete_last_returning, {"sid": session_id})).first()
         if row is not None and row.chunk_count:
             # Its chunks were deleted with it: roll back and read them first.
             raise _ChunkedPop
     if row is None:
         # The count said there were items but none are left (rows deleted by hand): make
         # the count true again rather than report an item that is not there.
-        await conn.execute(sql.reset_count, {"sid": session_id})
+        conn.execute(sql.reset_count, {"sid": session_id})
         return None
     return int(row.position), str(row.message_data if text is None else text)
 
@@ -286,8 +284,8 @@ class _ChunkedPop(Exception):
     """Raised inside a pop's transaction to roll it back: the item has chunks to read first."""
 
 
-async def delete_session(
-    conn: AsyncConnection,
+def delete_session(
+    conn: Connection,
     sql: Statements,
     session_id: str,
     condition: ColumnElement[bool] | None = None,
@@ -302,11 +300,11 @@ async def delete_session(
     """
     params = {"sid": session_id}
     lock = sql.lock_session if condition is None else sql.lock_session_where(condition)
-    count = (await conn.execute(lock, params)).scalar_one_or_none()
+    count = (conn.execute(lock, params)).scalar_one_or_none()
     if count is None and condition is not None:
         return None
-    await conn.execute(sql.delete_items, params)
-    await conn.execute(sql.delete_session, params)
+    conn.execute(sql.delete_items, params)
+    conn.execute(sql.delete_session, params)
     return None if count is None else int(count)
 
 
@@ -314,14 +312,14 @@ async def clear(db: Database, session_id: str, *, retry: RetryPolicy) -> int | N
     """Delete the session and all its items, as one transaction; return its item count."""
     sql = db.statements
 
-    async def work(conn: AsyncConnection) -> int | None:
-        return await delete_session(conn, sql, session_id)
+    def work(conn: Connection) -> int | None:
+        return delete_session(conn, sql, session_id)
 
     return await run_write(db, work, retry=retry)
 
 
-async def record_and_trim(
-    conn: AsyncConnection,
+def record_and_trim(
+    conn: Connection,
     sql: Statements,
     session_id: str,
     *,
@@ -332,35 +330,33 @@ async def record_and_trim(
     if record:
         # Only fills what the session does not have yet: later changes go through
         # SessionStore.update_session and are never overwritten by a stale handle.
-        await conn.execute(sql.fill_record(record), {"sid": session_id})
+        conn.execute(sql.fill_record(record), {"sid": session_id})
     if keep_last is not None:
-        await trim_within(conn, sql, session_id, keep_last)
+        trim_within(conn, sql, session_id, keep_last)
 
 
-async def trim_within(
-    conn: AsyncConnection, sql: Statements, session_id: str, keep_last: int
-) -> int:
+def trim_within(conn: Connection, sql: Statements, session_id: str, keep_last: int) -> int:
     """Delete the session's items older than its latest ``keep_last``, in ``conn``'s transaction.
 
     Takes the session's row lock first (a no-op if the caller holds it already) and keeps
     ``item_count`` exact. Returns how many items were deleted.
     """
     params: dict[str, Any] = {"sid": session_id}
-    count = (await conn.execute(sql.lock_session, params)).scalar_one_or_none()
+    count = (conn.execute(sql.lock_session, params)).scalar_one_or_none()
     if count is None or count <= keep_last:
         return 0
     if keep_last == 0:
-        result = await conn.execute(sql.delete_items, params)
+        result = conn.execute(sql.delete_items, params)
     else:
         cutoff = (
-            await conn.execute(sql.nth_newest, {**params, "skip": keep_last - 1})
+            conn.execute(sql.nth_newest, {**params, "skip": keep_last - 1})
         ).scalar_one_or_none()
         if cutoff is None:
             return 0
-        result = await conn.execute(sql.delete_before, {**params, "cutoff": cutoff})
+        result = conn.execute(sql.delete_before, {**params, "cutoff": cutoff})
     removed = int(result.rowcount)
     if removed:
-        await conn.execute(sql.subtract_count, {**params, "removed": removed})
+        conn.execute(sql.subtract_count, {**params, "removed": removed})
     return removed
 
 
@@ -371,7 +367,7 @@ async def trim(db: Database, session_id: str, keep_last: int, *, retry: RetryPol
     """
     sql = db.statements
 
-    async def work(conn: AsyncConnection) -> int:
-        return await trim_within(conn, sql, session_id, keep_last)
+    def work(conn: Connection) -> int:
+        return trim_within(conn, sql, session_id, keep_last)
 
     return await run_write(db, work, retry=retry)

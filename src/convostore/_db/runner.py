@@ -22,6 +22,12 @@ The rules:
   written and the connection goes back to the pool clean.
 - Driver errors come out as convostore errors, the driver's exception chained as the cause.
   Messages carry the driver's text, never the URL: no password reaches them.
+
+A unit of work is a plain function of a synchronous
+:class:`~sqlalchemy.engine.Connection`: it runs through ``AsyncConnection.run_sync`` (one
+greenlet for the whole unit instead of one per statement) or, on a SQLite file, in one call
+on a thread that keeps a connection (:mod:`.worker`). Either way it is SQLAlchemy Core,
+statement by statement, with the same events.
 """
 
 from __future__ import annotations
@@ -31,16 +37,18 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .._config import RetryPolicy
 from .._observability import record_retry
 from ..errors import CommitOutcomeUnknownError, ConvostoreError, StorageError
 from .dialect import Failure, classify, driver_error, driver_message, translate
 from .engine import Database, EngineState
+from .worker import Committing
 
 __all__ = ["ReadAgain", "Verify", "run_read", "run_write"]
 
@@ -61,14 +69,17 @@ class ReadAgain(Exception):
     """
 
 
-Verify = Callable[[AsyncConnection], Awaitable["bool | None"]]
+Work = Callable[[Connection], T]
+"""A unit of work: the SQL of one transaction, on the connection it is given."""
+
+Verify = Callable[[Connection], "bool | None"]
 """Asked, on a new connection, whether a write whose COMMIT was lost did commit: ``True``
 (it did), ``False`` (it certainly did not) or ``None`` (cannot tell)."""
 
 
 async def run_write(
     db: Database,
-    work: Callable[[AsyncConnection], Awaitable[T]],
+    work: Work[T],
     *,
     retry: RetryPolicy,
     verify: Verify | None = None,
@@ -95,6 +106,10 @@ async def run_write(
             not be established.
         StorageError: A permanent database error, or transient ones past the retry bounds.
     """
+    worker = db.state.worker_for(db.engine)
+    if worker is not None:
+        # The worker's one writer thread is the queue.
+        return await _shielded(_run(db.engine, db.state, work, retry, write=True, verify=verify))
     # On a SQLite file, queue behind this process's other writers first (outside the shield:
     # a caller cancelled while it waits its turn has written nothing).
     lock = db.state.writer_lock()
@@ -106,7 +121,7 @@ async def run_write(
 
 async def run_read(
     db: Database,
-    work: Callable[[AsyncConnection], Awaitable[T]],
+    work: Work[T],
     *,
     retry: RetryPolicy,
 ) -> T:
@@ -164,7 +179,7 @@ class _Clock:
 async def _run(
     engine: AsyncEngine,
     state: EngineState,
-    work: Callable[[AsyncConnection], Awaitable[T]],
+    work: Work[T],
     retry: RetryPolicy,
     *,
     write: bool,
@@ -176,11 +191,14 @@ async def _run(
     while True:
         clock.attempt += 1
         try:
+            worker = state.worker_for(engine)
+            if worker is not None:
+                return await (worker.write(work) if write else worker.read(work))
             if lock is None:
                 return await _attempt(engine, work, write)
             async with lock:
                 return await _attempt(engine, work, write)
-        except _Committing as marker:
+        except Committing as marker:
             exc: BaseException = marker.error
             kind = classify(exc, dialect)
             if kind is Failure.DISCONNECT:
@@ -190,7 +208,7 @@ async def _run(
                 if committed is None:
                     raise _unknown(dialect) from exc
                 if committed:
-                    return marker.result  # type: ignore[no-any-return]
+                    return marker.result  # type: ignore[return-value]
                 # Certainly not committed: run it again like any other lost connection.
         except (DBAPIError, OSError) as error:
             exc = error
@@ -235,28 +253,15 @@ _OUTCOMES = {
 }
 
 
-class _Committing(Exception):
-    """Carries an error raised by COMMIT (and the work's result) out of the connection block."""
-
-    def __init__(self, error: BaseException, result: Any) -> None:
-        super().__init__(type(error).__name__)
-        self.error = error
-        self.result = result
-
-
-async def _attempt(
-    engine: AsyncEngine,
-    work: Callable[[AsyncConnection], Awaitable[T]],
-    write: bool,
-) -> T:
+async def _attempt(engine: AsyncEngine, work: Work[T], write: bool) -> T:
     async with engine.connect() as conn:
         if not write:
-            return await work(conn)
-        result = await work(conn)
+            return await conn.run_sync(work)
+        result = await conn.run_sync(work)
         try:
             await conn.commit()
         except (DBAPIError, OSError) as exc:
-            raise _Committing(exc, result) from exc
+            raise Committing(exc, result) from exc
         return result
 
 

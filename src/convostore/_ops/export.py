@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from .._codec import compact_json, decode_or_skip
 from .._context import Context
@@ -91,8 +91,8 @@ async def _session_rows(
         for session_id in session_ids:
             validate_session_id(session_id)
 
-            async def read_one(conn: AsyncConnection, sid: str = session_id) -> Any:
-                return (await conn.execute(one, {"sid": sid})).first()
+            def read_one(conn: Connection, sid: str = session_id) -> Any:
+                return (conn.execute(one, {"sid": sid})).first()
 
             row = await run_read(db, read_one, retry=ctx.retry)
             if row is None:
@@ -108,8 +108,8 @@ async def _session_rows(
     while True:
         stmt = base if last is None else base.where(s.c.session_id > last)
 
-        async def read(conn: AsyncConnection, stmt: Any = stmt) -> list[Any]:
-            return list((await conn.execute(stmt)).all())
+        def read(conn: Connection, stmt: Any = stmt) -> list[Any]:
+            return list((conn.execute(stmt)).all())
 
         rows = await run_read(db, read, retry=ctx.retry)
         for row in rows:
@@ -135,9 +135,9 @@ async def _export_one(ctx: Context, row: Any, out: IO[str]) -> int:
     head_written = False
     while True:
 
-        async def read(conn: AsyncConnection, after: int = after) -> list[tuple[int, str]]:
-            result = await conn.execute(batch_stmt, {"sid": session_id, "after": after})
-            return await assemble(conn, db.statements, session_id, result.all())
+        def read(conn: Connection, after: int = after) -> list[tuple[int, str]]:
+            result = conn.execute(batch_stmt, {"sid": session_id, "after": after})
+            return assemble(conn, db.statements, session_id, result.all())
 
         rows = await run_read(db, read, retry=ctx.retry)
         if not head_written:

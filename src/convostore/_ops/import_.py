@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from .._codec import encode_item
 from .._context import Context
@@ -162,8 +162,8 @@ async def _write_group(
     db = await ctx.ready()
     size = await chunks.chunk_chars(db, [text for p in group for text in p.texts], retry=ctx.retry)
 
-    async def work(conn: AsyncConnection) -> tuple[list[str], int]:
-        result = await conn.execute(existing_stmt, {"ids": ids})
+    def work(conn: Connection) -> tuple[list[str], int]:
+        result = conn.execute(existing_stmt, {"ids": ids})
         existing = {str(sid) for (sid,) in result.all()}
         if existing and on_existing == "error":
             first = next(i for i in ids if i in existing)
@@ -177,7 +177,7 @@ async def _write_group(
             rows = []
             for p in fresh:
                 rows.append({**p.row, "user_id": p.user_id, "metadata": p.metadata})
-            await conn.execute(insert(s), rows)
+            conn.execute(insert(s), rows)
         chunk: list[dict[str, Any]] = []
         pieces: list[dict[str, Any]] = []
         items = 0
@@ -196,15 +196,15 @@ async def _write_group(
                 )
                 pieces.extend(chunk_rows(p.session_id, p.first + offset, rest))
                 if len(chunk) >= _ITEM_BATCH:
-                    await conn.execute(insert(m), chunk)
+                    conn.execute(insert(m), chunk)
                     items += len(chunk)
                     chunk = []
         if chunk:
-            await conn.execute(insert(m), chunk)
+            conn.execute(insert(m), chunk)
             items += len(chunk)
         for piece in pieces:
             # One statement per piece of a large item, each within the server's packet limit.
-            await conn.execute(db.statements.insert_chunk, piece)
+            conn.execute(db.statements.insert_chunk, piece)
         return sorted(existing), items
 
     skipped, items = await run_write(db, work, retry=ctx.retry)

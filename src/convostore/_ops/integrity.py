@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, tuple_
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from .._codec import decode_item
 from .._context import Context
@@ -48,13 +48,13 @@ async def find_corrupt_items(
         if after is not None:
             page = page.where(tuple_(m.c.session_id, m.c.position) > tuple_(*after))
 
-        async def work(conn: AsyncConnection, statement: Any = page) -> Sequence[Any]:
-            rows = (await conn.execute(statement)).all()
+        def work(conn: Connection, statement: Any = page) -> Sequence[Any]:
+            rows = (conn.execute(statement)).all()
             whole = []
             # Items stored in chunks are checked whole, as reads would return them.
             for sid, group in itertools.groupby(rows, key=lambda row: row[0]):
                 parts = [(row[1], row[2], row[3]) for row in group]
-                whole += [(sid, *item) for item in await assemble(conn, db.statements, sid, parts)]
+                whole += [(sid, *item) for item in assemble(conn, db.statements, sid, parts)]
             return whole
 
         rows = await run_read(db, work, retry=ctx.retry)

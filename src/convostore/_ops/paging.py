@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from .._codec import decode_positioned
 from .._context import Context
@@ -37,9 +37,9 @@ async def read_page(
     stmt = stmt.limit(limit + 1)
     db = await ctx.ready()
 
-    async def work(conn: AsyncConnection) -> list[tuple[int, str]]:
-        rows = (await conn.execute(stmt, {"sid": session_id})).all()
-        return await assemble(conn, db.statements, session_id, rows)
+    def work(conn: Connection) -> list[tuple[int, str]]:
+        rows = (conn.execute(stmt, {"sid": session_id})).all()
+        return assemble(conn, db.statements, session_id, rows)
 
     rows = await run_read(db, work, retry=ctx.retry)
     has_more = len(rows) > limit

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from .._context import Context
 from .._db.history import delete_session
@@ -64,8 +64,8 @@ async def delete_sessions(
     while True:
         pick = sql.sessions_where(where, after if dry_run else None)
 
-        async def read(conn: AsyncConnection, pick: Any = pick) -> Sequence[Any]:
-            return (await conn.execute(pick, {"lim": batch_size})).all()
+        def read(conn: Connection, pick: Any = pick) -> Sequence[Any]:
+            return (conn.execute(pick, {"lim": batch_size})).all()
 
         rows = await run_read(db, read, retry=ctx.retry)
         if not rows:
@@ -76,10 +76,10 @@ async def delete_sessions(
             continue
         batch = sorted(_bounded(rows, max_batch_items))
 
-        async def work(conn: AsyncConnection, ids: list[str] = batch) -> list[tuple[str, int]]:
+        def work(conn: Connection, ids: list[str] = batch) -> list[tuple[str, int]]:
             deleted = []
             for session_id in ids:
-                count = await delete_session(conn, sql, session_id, where)
+                count = delete_session(conn, sql, session_id, where)
                 if count is not None:
                     deleted.append((session_id, count))
             return deleted
@@ -93,8 +93,8 @@ async def prune_keys(ctx: Context, older_than: dt.datetime) -> int:
     k = ctx.tables.keys
     statement = delete(k).where(k.c.created_at < older_than)
 
-    async def work(conn: AsyncConnection) -> int:
-        return int((await conn.execute(statement)).rowcount)
+    def work(conn: Connection) -> int:
+        return int((conn.execute(statement)).rowcount)
 
     return await run_write(db, work, retry=ctx.retry)
 

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, true, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from .._context import Context
 from .._db.runner import run_read, run_write
@@ -45,8 +45,8 @@ async def get_info(ctx: Context, session_id: str) -> SessionInfo | None:
     """The session's record, or ``None`` if no session has that id."""
     db = await ctx.ready()
 
-    async def work(conn: AsyncConnection) -> Any:
-        return (await conn.execute(db.statements.session_info, {"sid": session_id})).first()
+    def work(conn: Connection) -> Any:
+        return (conn.execute(db.statements.session_info, {"sid": session_id})).first()
 
     row = await run_read(db, work, retry=ctx.retry)
     return _info(row) if row is not None else None
@@ -58,8 +58,8 @@ async def update_record(ctx: Context, session_id: str, values: dict[str, Any]) -
     s = ctx.tables.sessions
     stmt = update(s).where(s.c.session_id == bindparam("sid")).values(**values)
 
-    async def work(conn: AsyncConnection) -> None:
-        await conn.execute(stmt, {"sid": session_id})
+    def work(conn: Connection) -> None:
+        conn.execute(stmt, {"sid": session_id})
 
     await run_write(db, work, retry=ctx.retry)
 
@@ -94,8 +94,8 @@ async def list_sessions(
         .limit(limit + 1)
     )
 
-    async def work(conn: AsyncConnection) -> list[Any]:
-        return list((await conn.execute(stmt)).all())
+    def work(conn: Connection) -> list[Any]:
+        return list((conn.execute(stmt)).all())
 
     rows = await run_read(db, work, retry=ctx.retry)
     sessions = [_info(row) for row in rows[:limit]]
@@ -114,8 +114,8 @@ async def count_sessions(ctx: Context, *, user_id: str | None) -> tuple[int, int
         stmt = stmt.where(s.c.user_id == user_id)
     db = await ctx.ready()
 
-    async def work(conn: AsyncConnection) -> tuple[int, int]:
-        row = (await conn.execute(stmt)).one()
+    def work(conn: Connection) -> tuple[int, int]:
+        row = (conn.execute(stmt)).one()
         return int(row[0]), int(row[1])
 
     return await run_read(db, work, retry=ctx.retry)
