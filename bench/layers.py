@@ -14,8 +14,8 @@ bench/bench.py:
   before its first statement;
 - ``pool+driver`` (reads): the floor's own SQL and decoding, on the driver connection of a
   connection taken from SQLAlchemy's pool; the statement does not go through SQLAlchemy;
-- ``core``: convostore's statements executed by bare SQLAlchemy Core on an
-  ``AsyncConnection`` (read: the same autocommit view convostore uses; append: one
+- ``core``: convostore's statements executed by bare SQLAlchemy Core, one ``run_sync`` call
+  on an ``AsyncConnection`` as convostore's units of work are run (read: the same autocommit view convostore uses; append: one
   ``engine.begin()`` transaction), and the floor's decoding;
 - ``runner``: the same work and decoding, run by convostore's runner (``run_read`` /
   ``run_write``: the retry loop, the cancellation shield, SQLite's writer queue);
@@ -44,13 +44,14 @@ import pstats
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import workloads as wl
 from bench import BACKENDS, DEFAULT_URLS, log
 from impls import ConvostoreImpl, FloorImpl, backend_engine, set_up
 from items import item
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from convostore import RetryPolicy
@@ -114,24 +115,25 @@ def layers(backend: str, engine: AsyncEngine, fl: FloorImpl, cs: ConvostoreImpl)
         async with read_engine.connect() as conn:
             _decode(await _driver_tail(conn, fl.store, backend))
 
-    async def tail_rows(conn: AsyncConnection) -> list[Any]:
-        result = await conn.execute(sql.select_tail, {"sid": TAIL_SESSION, "lim": 20})
+    # Units of work as convostore writes them: plain functions of a synchronous Connection.
+    def tail_rows(conn: Connection) -> list[Any]:
+        result = conn.execute(sql.select_tail, {"sid": TAIL_SESSION, "lim": 20})
         return _decode([row.message_data for row in reversed(result.all())])
 
-    async def full_rows(conn: AsyncConnection) -> list[Any]:
-        result = await conn.execute(sql.select_all, {"sid": TAIL_SESSION})
+    def full_rows(conn: Connection) -> list[Any]:
+        result = conn.execute(sql.select_all, {"sid": TAIL_SESSION})
         return _decode([row.message_data for row in result.all()])
 
-    def append_one() -> Callable[[AsyncConnection], Awaitable[None]]:
+    def append_one() -> Callable[[Connection], None]:
         text = encode_item(item(next(counter)))
 
-        async def write(conn: AsyncConnection) -> None:
+        def write(conn: Connection) -> None:
             now = utcnow()
             if sql.append is not None:
                 params = {"sid": APPEND_SESSION, "n": 1, "now": now, "texts": [text]}
-                (await conn.execute(sql.append, params)).scalars().all()
+                conn.execute(sql.append, params).scalars().all()
                 return
-            result = await conn.execute(sql.reserve, {"sid": APPEND_SESSION, "n": 1, "now": now})
+            result = conn.execute(sql.reserve, {"sid": APPEND_SESSION, "n": 1, "now": now})
             end = result.lastrowid if sql.is_mysql else result.scalar_one()
             row = {
                 "session_id": APPEND_SESSION,
@@ -140,22 +142,22 @@ def layers(backend: str, engine: AsyncEngine, fl: FloorImpl, cs: ConvostoreImpl)
                 "created_at": now,
                 "chunk_count": 0,
             }
-            await conn.execute(sql.insert_items, row)
+            conn.execute(sql.insert_items, row)
 
         return write
 
     async def core_tail() -> None:
         async with read_engine.connect() as conn:
-            await tail_rows(conn)
+            await conn.run_sync(tail_rows)
 
     async def core_full() -> None:
         async with read_engine.connect() as conn:
-            await full_rows(conn)
+            await conn.run_sync(full_rows)
 
     async def core_append() -> None:
         write = append_one()
         async with engine.begin() as conn:
-            await write(conn)
+            await conn.run_sync(write)
 
     async def runner_tail() -> None:
         await run_read(db, tail_rows, retry=retry)
