@@ -14,9 +14,10 @@ bench/bench.py:
   before its first statement;
 - ``pool+driver`` (reads): the floor's own SQL and decoding, on the driver connection of a
   connection taken from SQLAlchemy's pool; the statement does not go through SQLAlchemy;
-- ``core``: convostore's statements executed by bare SQLAlchemy Core, one ``run_sync`` call
-  on an ``AsyncConnection`` as convostore's units of work are run (read: the same autocommit view convostore uses; append: one
-  ``engine.begin()`` transaction), and the floor's decoding;
+- ``core``: convostore's statements executed by bare SQLAlchemy Core, in one ``run_sync``
+  call on an ``AsyncConnection`` as convostore's units of work are run (read: the same
+  autocommit view convostore uses; append: one ``engine.begin()`` transaction), and the
+  floor's decoding;
 - ``runner``: the same work and decoding, run by convostore's runner (``run_read`` /
   ``run_write``: the retry loop, the cancellation shield, SQLite's writer queue);
 - ``history``: convostore's history layer (``get`` / ``add`` on already encoded items:

@@ -278,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     for worker in workers:
         worker.start()
+    print("soak: workers started", file=sys.stderr, flush=True)
     logs = [results.get(timeout=opts.seconds + 300)[1] for _ in workers]
     for worker in workers:
         worker.join()

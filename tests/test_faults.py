@@ -395,9 +395,16 @@ def test_soak_survives_a_restart(server: PrivateServer) -> None:
         text=True,
     )
     try:
-        time.sleep(3.5)  # the workers start in about a second, then run for six
+        assert soak.stderr is not None
+        started = []  # set-up takes from one second to several on a loaded machine
+        while not any("workers started" in line for line in started):
+            line = soak.stderr.readline()
+            assert line, "bench/soak.py ended before its workers started"
+            started.append(line)
+        time.sleep(2.5)  # the workers connect in about a second, then run for six
         server.restart(1.0)
         out, err = soak.communicate(timeout=180)
+        err = "".join(started) + err
     finally:
         soak.kill()
     assert soak.returncode == 0, f"{out}\n{err[-3000:]}"

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from .._config import RetryPolicy
+from .direct import Executor
 from .engine import Database
 from .runner import ReadAgain, run_read
 from .statements import Statements
@@ -107,7 +108,7 @@ def chunk_rows(session_id: str, position: int, pieces: Sequence[str]) -> list[di
 
 
 def assemble(
-    conn: Connection, sql: Statements, session_id: str, rows: Iterable[Any]
+    conn: Executor, sql: Statements, session_id: str, rows: Iterable[Any]
 ) -> list[tuple[int, str]]:
     """Return ``(position, text)`` for rows of ``(position, message_data, chunk_count)``.
 
@@ -141,7 +142,7 @@ def assemble(
 
 
 def rewrite(
-    conn: Connection, sql: Statements, session_id: str, position: int, text: str, size: int
+    conn: Executor, sql: Statements, session_id: str, position: int, text: str, size: int
 ) -> None:
     """Replace the stored text of the item at ``position`` with ``text``, in ``size`` chunks."""
     head, rest = split(text, size)

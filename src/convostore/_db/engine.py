@@ -22,12 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
-from sqlalchemy.engine.events import ConnectionEvents, DialectEvents
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool, StaticPool
-from sqlalchemy.pool.events import PoolEvents
 
 from ..errors import MissingDependencyError
+from . import watching
 from .urls import to_async_url
 
 if TYPE_CHECKING:
@@ -74,6 +73,8 @@ def engine_from_url(url: str | URL, **engine_kwargs: Any) -> AsyncEngine:
     state = engine_state(engine)
     if state.dialect == "sqlite" and state.connection_lock is None:
         _add_sqlite_worker(engine, state, async_url, engine_kwargs)
+    # Made here: every listener on it now is SQLAlchemy's or convostore's.
+    watching.adopt(engine.sync_engine, made_here=True)
     return engine
 
 
@@ -121,13 +122,12 @@ def _add_sqlite_worker(
     except Exception:  # an argument only the async engine takes: keep the async path
         return
     _install_sqlite_settings(twin)
+    watching.adopt(twin, made_here=True)  # private to convostore: no one else listens to it
     worker = state.worker = SQLiteWorker(twin)
 
     @event.listens_for(engine.sync_engine, "engine_disposed")
     def _close_worker(_engine: Any) -> None:
         worker.close()
-
-    state.quiet = _Quiet(engine.sync_engine)
 
 
 # The extra that installs each driver a URL can name.
@@ -222,22 +222,16 @@ class EngineState:
         self._guard = threading.Lock()
         self.worker: SQLiteWorker | None = None
         """SQLite files, on engines convostore made: the thread that runs work in one call."""
-        self.quiet: _Quiet | None = None
-        """With :attr:`worker`: whether the engine still has convostore's listeners only."""
 
     def worker_for(self, engine: AsyncEngine) -> SQLiteWorker | None:
         """The :class:`SQLiteWorker` to run ``engine``'s work on now, or ``None``.
 
-        ``None`` (SQLAlchemy's full async path) whenever the application could be watching:
-        echo is on, or anything but convostore listens to the engine's execution, pool or
-        dialect events (logging, tracing, its own hooks). Those see every statement, as the
+        ``None`` (SQLAlchemy's full async path) whenever the application could be watching
+        (:func:`~convostore._db.watching.unwatched`): those see every statement, as the
         application asked.
         """
-        worker, quiet = self.worker, self.quiet
-        if worker is None or quiet is None:
-            return None
-        sync_engine = engine.sync_engine
-        if sync_engine.echo or not quiet.holds(sync_engine):
+        worker = self.worker
+        if worker is None or not watching.unwatched(engine.sync_engine):
             return None
         return worker
 
@@ -286,7 +280,10 @@ def engine_state(engine: AsyncEngine) -> EngineState:
         state = _states.get(sync_engine)
         if state is None:
             state = _states[sync_engine] = EngineState(sync_engine)
+            watched = watching.has_statement_listeners(sync_engine)
             _install_listeners(sync_engine, state)
+            if not watched:
+                watching.adopt(sync_engine, made_here=False)
     return state
 
 
@@ -314,63 +311,6 @@ def _install_sqlite_settings(sync_engine: Engine) -> None:
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
-
-
-# Every event an application (echo aside) can hook into SQLAlchemy's execution with: while
-# any has a listener convostore did not install, work takes SQLAlchemy's full path.
-_EVENT_NAMES = tuple(
-    name
-    for kind in (ConnectionEvents, DialectEvents, PoolEvents)
-    for name in vars(kind)
-    if not name.startswith("_") and callable(getattr(kind, name))
-)
-# The names each kind of dispatcher answers, found once: a miss costs SQLAlchemy an exception.
-_names_of: dict[type, tuple[str, ...]] = {}
-
-
-def _names(dispatch: Any) -> tuple[str, ...]:
-    names = _names_of.get(type(dispatch))
-    if names is None:
-        names = _names_of[type(dispatch)] = tuple(
-            name for name in _EVENT_NAMES if _answers(dispatch, name)
-        )
-    return names
-
-
-def _answers(dispatch: Any, name: str) -> bool:
-    try:
-        getattr(dispatch, name)
-    except AttributeError:
-        return False
-    return True
-
-
-def _collections(sync_engine: Engine) -> tuple[Any, ...]:
-    """The engine's listener collections, one per event, in a fixed order."""
-    found: tuple[Any, ...] = ()
-    for dispatch in (sync_engine.dispatch, sync_engine.dialect.dispatch, sync_engine.pool.dispatch):
-        found += tuple(getattr(dispatch, name) for name in _names(dispatch))
-    return found
-
-
-class _Quiet:
-    """Tells, cheaply, whether an engine has still only the listeners it had when made.
-
-    SQLAlchemy replaces an event's empty collection by a new one when a listener is added:
-    while every collection is the very object it was, only those that had listeners then
-    can have gained any, and counting those is enough. Anything else is counted in full.
-    """
-
-    def __init__(self, sync_engine: Engine) -> None:
-        self.collections = _collections(sync_engine)
-        self.count = sum(len(c) for c in self.collections)
-        self.live = tuple(c for c in self.collections if len(c))
-
-    def holds(self, sync_engine: Engine) -> bool:
-        current = _collections(sync_engine)
-        if current == self.collections:  # identity first: none of these define __eq__
-            return sum(len(c) for c in self.live) == self.count
-        return sum(len(c) for c in current) == self.count
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,6 +38,7 @@ from .._codec import decode_item, decode_positioned, decode_rows
 from .._config import RetryPolicy
 from . import chunks
 from .chunks import assemble, chunk_rows, split
+from .direct import Executor, executor
 from .engine import Database
 from .runner import run_read, run_write
 from .schema import utcnow
@@ -122,8 +123,9 @@ class _Add:
         self.last_position = -1
         self.now: dt.datetime  # set by each try of run(), read by committed()
 
-    def run(self, conn: Connection) -> None:
-        """Write the batch (and what goes with it) in ``conn``'s transaction."""
+    def run(self, connection: Connection) -> None:
+        """Write the batch (and what goes with it) in ``connection``'s transaction."""
+        conn = executor(connection, self.sql)
         self.now = utcnow()
         if self.sql.append is not None and not self.chunked:
             self._append(conn)
@@ -134,7 +136,7 @@ class _Add:
                 conn, self.sql, self.session_id, record=self.record, keep_last=self.keep_last
             )
 
-    def _append(self, conn: Connection) -> None:
+    def _append(self, conn: Executor) -> None:
         assert self.sql.append is not None
         params: dict[str, Any] = {
             "sid": self.session_id,
@@ -148,7 +150,7 @@ class _Add:
             # The append took the session's row lock: same-key retries queue up here.
             self._claim_key(conn)
 
-    def _reserve_and_insert(self, conn: Connection) -> None:
+    def _reserve_and_insert(self, conn: Executor) -> None:
         sql, session_id, n = self.sql, self.session_id, len(self.texts)
         result = conn.execute(sql.reserve, {"sid": session_id, "n": n, "now": self.now})
         end = result.lastrowid if sql.is_mysql else result.scalar_one()
@@ -173,7 +175,7 @@ class _Add:
                 for chunk in chunk_rows(session_id, start + offset, rest):
                     conn.execute(sql.insert_chunk, chunk)
 
-    def _claim_key(self, conn: Connection) -> None:
+    def _claim_key(self, conn: Executor) -> None:
         """Record the idempotency key under the row lock; roll back if the session has it."""
         params = {"sid": self.session_id, "key": self.key}
         if (conn.execute(self.sql.find_key, params)).first() is not None:
@@ -212,7 +214,8 @@ async def get(db: Database, session_id: str, limit: int | None, *, retry: RetryP
         limit = None
     sql = db.statements
 
-    def work(conn: Connection) -> list[tuple[int, str]]:
+    def work(connection: Connection) -> list[tuple[int, str]]:
+        conn = executor(connection, sql, read_only=True)
         if limit is None:
             rows = (conn.execute(sql.select_all, {"sid": session_id})).all()
         else:
@@ -238,9 +241,10 @@ async def pop(db: Database, session_id: str, *, retry: RetryPolicy) -> Any | Non
 
 
 def _pop(
-    sql: Statements, session_id: str, conn: Connection, *, read_first: bool = False
+    sql: Statements, session_id: str, connection: Connection, *, read_first: bool = False
 ) -> tuple[list[tuple[int, str]], Any | None]:
     """Pop rows until one decodes: the corrupt rows removed, and the item (or ``None``)."""
+    conn = executor(connection, sql)
     corrupt: list[tuple[int, str]] = []
     while True:
         row = _pop_one(sql, session_id, conn, read_first=read_first)
@@ -253,7 +257,7 @@ def _pop(
 
 
 def _pop_one(
-    sql: Statements, session_id: str, conn: Connection, *, read_first: bool
+    sql: Statements, session_id: str, conn: Executor, *, read_first: bool
 ) -> tuple[int, str] | None:
     claimed = conn.execute(sql.claim_pop, {"sid": session_id, "now": utcnow()})
     if claimed.rowcount == 0:
@@ -266,10 +270,10 @@ def _pop_one(
         if row is not None:
             # Chunks go with the row (ON DELETE CASCADE): read them first.
             [(_, text)] = assemble(conn, sql, session_id, [row])
-            conn.execute(sql.delete_item, {"sid": session_id, "pos": row.position})
+            conn.execute(sql.delete_item, {"sid": session_id, "pos": row[0]})
     else:
         row = (conn.execute(sql.delete_last_returning, {"sid": session_id})).first()
-        if row is not None and row.chunk_count:
+        if row is not None and row[2]:  # its chunk count
             # Its chunks were deleted with it: roll back and read them first.
             raise _ChunkedPop
     if row is None:
@@ -277,7 +281,8 @@ def _pop_one(
         # the count true again rather than report an item that is not there.
         conn.execute(sql.reset_count, {"sid": session_id})
         return None
-    return int(row.position), str(row.message_data if text is None else text)
+    position, head = row[0], row[1]
+    return int(position), str(head if text is None else text)
 
 
 class _ChunkedPop(Exception):
@@ -285,7 +290,7 @@ class _ChunkedPop(Exception):
 
 
 def delete_session(
-    conn: Connection,
+    conn: Executor,
     sql: Statements,
     session_id: str,
     condition: ColumnElement[bool] | None = None,
@@ -313,13 +318,13 @@ async def clear(db: Database, session_id: str, *, retry: RetryPolicy) -> int | N
     sql = db.statements
 
     def work(conn: Connection) -> int | None:
-        return delete_session(conn, sql, session_id)
+        return delete_session(executor(conn, sql), sql, session_id)
 
     return await run_write(db, work, retry=retry)
 
 
 def record_and_trim(
-    conn: Connection,
+    conn: Executor,
     sql: Statements,
     session_id: str,
     *,
@@ -335,7 +340,7 @@ def record_and_trim(
         trim_within(conn, sql, session_id, keep_last)
 
 
-def trim_within(conn: Connection, sql: Statements, session_id: str, keep_last: int) -> int:
+def trim_within(conn: Executor, sql: Statements, session_id: str, keep_last: int) -> int:
     """Delete the session's items older than its latest ``keep_last``, in ``conn``'s transaction.
 
     Takes the session's row lock first (a no-op if the caller holds it already) and keeps

@@ -31,7 +31,7 @@ from typing import TypeVar
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["Committing", "SQLiteWorker"]
+__all__ = ["Committing", "SQLiteWorker", "commit_after"]
 
 T = TypeVar("T")
 
@@ -109,7 +109,7 @@ class SQLiteWorker:
         Raises:
             Committing: COMMIT itself failed; carries the error and ``work``'s result.
         """
-        return await self._get_lanes()[0].submit(lambda conn: _write(conn, work))
+        return await self._get_lanes()[0].submit(commit_after(work))
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """Run the read-only ``work`` on the readers' lane."""
@@ -125,18 +125,27 @@ class SQLiteWorker:
         self.engine.dispose(close=self._pid == os.getpid())
 
 
-def _write(conn: Connection, work: Callable[[Connection], T]) -> T:
-    try:
-        result = work(conn)
-    except BaseException:
-        _rollback(conn)
-        raise
-    try:
-        conn.commit()
-    except DBAPIError as exc:
-        _rollback(conn)
-        raise Committing(exc, result) from exc
-    return result
+def commit_after(work: Callable[[Connection], T]) -> Callable[[Connection], T]:
+    """``work``, then COMMIT; rolled back if ``work`` raises.
+
+    The returned function raises :class:`Committing` when COMMIT itself fails: whether the
+    transaction was stored is then unknown, and the caller decides what to do.
+    """
+
+    def unit(conn: Connection) -> T:
+        try:
+            result = work(conn)
+        except BaseException:
+            _rollback(conn)
+            raise
+        try:
+            conn.commit()
+        except (DBAPIError, OSError) as exc:
+            _rollback(conn)
+            raise Committing(exc, result) from exc
+        return result
+
+    return unit
 
 
 def _read(conn: Connection, work: Callable[[Connection], T]) -> T:
@@ -150,6 +159,6 @@ def _read(conn: Connection, work: Callable[[Connection], T]) -> T:
 def _rollback(conn: Connection) -> None:
     try:
         conn.rollback()
-    except DBAPIError:
+    except (DBAPIError, OSError):
         # A connection that cannot roll back is of no further use: the next call opens another.
         conn.invalidate()
