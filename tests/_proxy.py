@@ -24,6 +24,9 @@ class CuttingProxy:
         self.target = (host, port)
         self.cut: str | None = None
         """``"before"``: drop the COMMIT; ``"after"``: deliver it, then drop the answer."""
+        self.at = "commit"
+        """``"commit"``: cut around the COMMIT statement; ``"next"``: around whatever the
+        client sends next (a write of one statement in autocommit is its own COMMIT)."""
         self.cuts = 0
         self.server: asyncio.Server | None = None
         self.port = 0
@@ -44,8 +47,8 @@ class CuttingProxy:
         async def upstream() -> None:
             while data := await c_reader.read(65536):
                 # The COMMIT statement itself, not "BEGIN ... READ COMMITTED".
-                if self.cut and _COMMIT.search(data):
-                    mode, self.cut = self.cut, None
+                if self.cut and (self.at == "next" or _COMMIT.search(data)):
+                    mode, self.cut, self.at = self.cut, None, "commit"
                     self.cuts += 1
                     if mode == "before":
                         return  # dropped: the server never sees the COMMIT

@@ -152,14 +152,15 @@ class Reader:
 
 
 class Watch:
-    """While armed, has the reader read after each statement the writer's engine runs."""
+    """While armed, has the reader read before and after each statement the writer's engine
+    runs (before too: a statement in autocommit is committed when it has run)."""
 
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
         self.armed = False
         self.seen: list[tuple[str, list[Any], int | None]] = []
 
-    def after_execute(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    def read(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if self.armed:
             # The writer (this thread, this event loop) waits here, inside its transaction.
             self.seen.append((statement.split()[0].upper(), *self.reader.read()))
@@ -172,11 +173,13 @@ class Watch:
 def watching(engine: AsyncEngine, tables: Tables, session_id: str) -> Iterator[Watch]:
     reader = Reader(engine, tables, session_id)
     watch = Watch(reader)
-    event.listen(engine.sync_engine, "after_cursor_execute", watch.after_execute)
+    for name in ("before_cursor_execute", "after_cursor_execute"):
+        event.listen(engine.sync_engine, name, watch.read)
     try:
         yield watch
     finally:
-        event.remove(engine.sync_engine, "after_cursor_execute", watch.after_execute)
+        for name in ("before_cursor_execute", "after_cursor_execute"):
+            event.remove(engine.sync_engine, name, watch.read)
         reader.close()
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from convostore import SQLAlchemySession, to_async_url
+from convostore import SQLAlchemySession, engine_from_url, to_async_url
 from convostore._db.direct import executor
 from convostore._db.engine import Database
 from convostore._db.schema import Tables, utcnow
@@ -184,3 +184,30 @@ async def test_driver_errors_come_out_as_sqlalchemy_errors(
         await conn.rollback()
     assert caught.value.orig is not None
     assert "INSERT" in str(caught.value.statement)
+
+
+async def test_a_pooled_connection_keeps_no_snapshot(engine: AsyncEngine, tables: Tables) -> None:
+    """Each read sees what others committed before it, on the one connection of a pool.
+
+    On MySQL and MariaDB a read leaves a snapshot open until ROLLBACK, although the server
+    reports no transaction: the pool must still roll back after reads (it may skip that
+    after convostore's COMMIT).
+    """
+    one = engine_from_url(engine.url, pool_size=1, max_overflow=0)
+    other = engine_from_url(engine.url)
+    try:
+        mine = session_on(one, tables)
+        theirs = session_on(other, tables, mine.session_id)
+        assert await mine.get_items() == []
+        await theirs.add_items([{"n": 0}])
+        assert await mine.get_items() == [{"n": 0}]
+        await mine.add_items([{"n": 1}])
+        await theirs.add_items([{"n": 2}])
+        assert await mine.get_items(limit=2) == [{"n": 1}, {"n": 2}]
+        assert await mine.pop_item() == {"n": 2}
+        await theirs.add_items([{"n": 3}])
+        assert await mine.get_items() == [{"n": 0}, {"n": 1}, {"n": 3}]
+        await mine.clear_session()
+    finally:
+        await one.dispose()
+        await other.dispose()

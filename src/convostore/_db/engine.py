@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .worker import SQLiteWorker
 
 __all__ = [
+    "COMMITTED",
     "SQLITE_BUSY_TIMEOUT_MS",
     "CrossLoopLock",
     "Database",
@@ -66,13 +67,19 @@ def engine_from_url(url: str | URL, **engine_kwargs: Any) -> AsyncEngine:
             package to install.
     """
     async_url = to_async_url(url)
+    own_reset = async_url.get_backend_name() in ("mysql", "mariadb") and not (
+        _POOL_ARGUMENTS & {"pool_reset_on_return", "poolclass", "pool"} & set(engine_kwargs)
+    )
+    options = {"pool_reset_on_return": None, **engine_kwargs} if own_reset else engine_kwargs
     try:
-        engine = create_async_engine(async_url, **engine_kwargs)
+        engine = create_async_engine(async_url, **options)
     except ModuleNotFoundError as exc:
         raise missing_driver(exc, async_url.get_backend_name()) from exc
     state = engine_state(engine)
     if state.dialect == "sqlite" and state.connection_lock is None:
         _add_sqlite_worker(engine, state, async_url, engine_kwargs)
+    if own_reset:
+        event.listen(engine.sync_engine, "reset", _reset_if_in_transaction)
     # Made here: every listener on it now is SQLAlchemy's or convostore's.
     watching.adopt(engine.sync_engine, made_here=True)
     return engine
@@ -128,6 +135,28 @@ def _add_sqlite_worker(
     @event.listens_for(engine.sync_engine, "engine_disposed")
     def _close_worker(_engine: Any) -> None:
         worker.close()
+
+
+COMMITTED = "convostore.committed"
+"""Set in a connection's ``info`` by a unit of work that has just committed (and closes it)."""
+
+
+def _reset_if_in_transaction(dbapi_connection: Any, record: Any, state: Any) -> None:
+    """MySQL and MariaDB: roll back a connection going back to the pool unless it just committed.
+
+    SQLAlchemy rolls back every connection given back to its pool. After convostore's
+    COMMIT that costs a round trip and does nothing: the unit of work ran nothing after it,
+    and the server's status flags (sent with every answer) confirm no transaction is open.
+    Every other connection is rolled back as before: after a plain read the flags say no
+    transaction either, yet the read's snapshot lives on until a ROLLBACK.
+    """
+    if state.terminate_only or not state.asyncio_safe or state.transaction_was_reset:
+        return  # going away, or SQLAlchemy rolled it back already
+    if record.info.pop(COMMITTED, False):
+        status = getattr(dbapi_connection.driver_connection, "get_transaction_status", None)
+        if status is not None and not status():
+            return
+    dbapi_connection.rollback()
 
 
 # The extra that installs each driver a URL can name.

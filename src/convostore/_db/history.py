@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from .._codec import decode_item, decode_positioned, decode_rows
 from .._config import RetryPolicy
@@ -43,6 +44,7 @@ from .engine import Database
 from .runner import run_read, run_write
 from .schema import utcnow
 from .statements import Statements
+from .worker import Committing
 
 __all__ = [
     "add",
@@ -87,7 +89,9 @@ async def add(
     size = await chunks.chunk_chars(db, texts, retry=retry)
     write = _Add(db.statements, session_id, texts, size, key, keep_last, record)
     try:
-        await run_write(db, write.run, retry=retry, verify=write.committed)
+        await run_write(
+            db, write.run, retry=retry, verify=write.committed, one_statement=write.one_statement
+        )
     except _AlreadyStored:
         # A retry of a batch already stored: its transaction was rolled back, and that is
         # success for the caller.
@@ -122,6 +126,17 @@ class _Add:
         self.record = record
         self.last_position = -1
         self.now: dt.datetime  # set by each try of run(), read by committed()
+        self.one_statement = (
+            sql.append is not None
+            and not self.chunked
+            and key is None
+            and keep_last is None
+            and not record
+        )
+        """The whole add is PostgreSQL's one append statement, atomic by itself: it runs in
+        autocommit, one round trip instead of three (BEGIN, the statement, COMMIT), and
+        holds the session's row lock for that round trip only (bench/: append1,
+        concurrent)."""
 
     def run(self, connection: Connection) -> None:
         """Write the batch (and what goes with it) in ``connection``'s transaction."""
@@ -144,6 +159,15 @@ class _Add:
             "now": self.now,
             "texts": list(self.texts),
         }
+        if self.one_statement:
+            try:
+                positions = conn.execute(self.sql.append, params).scalars().all()
+            except (DBAPIError, OSError) as exc:
+                # In autocommit the statement is its own COMMIT: a connection lost while it
+                # runs leaves the outcome unknown, as a lost COMMIT does.
+                raise Committing(exc, None) from exc
+            self.last_position = max(positions)
+            return
         positions = (conn.execute(self.sql.append, params)).scalars().all()
         self.last_position = max(positions)
         if self.key is not None:
@@ -191,9 +215,17 @@ class _Add:
             # The key row commits with the batch and nothing else writes it.
             found = conn.execute(self.sql.key_stored, {"sid": self.session_id, "key": self.key})
             return found.first() is not None
+        if self.one_statement:
+            # Its positions came back with the statement, which was lost: look for the
+            # batch's last row by this try's timestamp.
+            params: dict[str, Any] = {"sid": self.session_id, "now": self.now}
+            found_row = conn.execute(self.sql.item_written_at, params).first()
+            if found_row is not None and found_row.message_data == self.pieces[-1][0]:
+                return True
+            return None
         # The batch's last row, with this try's timestamp, is there only if the try
         # committed; if it is missing it may also have been popped since.
-        params: dict[str, Any] = {"sid": self.session_id, "pos": self.last_position}
+        params = {"sid": self.session_id, "pos": self.last_position}
         row = (conn.execute(self.sql.item_written, params)).first()
         if row is not None and row.created_at == self.now and row[0] == self.pieces[-1][0]:
             return True

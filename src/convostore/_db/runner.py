@@ -83,6 +83,7 @@ async def run_write(
     *,
     retry: RetryPolicy,
     verify: Verify | None = None,
+    one_statement: bool = False,
 ) -> T:
     """Run ``work`` in one transaction and commit, retrying it whole on transient errors.
 
@@ -100,23 +101,28 @@ async def run_write(
             ``work`` left in its closure). ``True``: the write is done and the value ``work``
             returned is returned; ``False``: ``work`` runs again; ``None``, or no ``verify``:
             :class:`~convostore.errors.CommitOutcomeUnknownError` is raised.
+        one_statement: ``work`` is one statement, atomic by itself: on PostgreSQL it runs
+            in autocommit (no BEGIN and COMMIT round trips). ``work`` must then raise
+            :class:`Committing` for an error of that statement, whose outcome a lost
+            connection leaves unknown.
 
     Raises:
         CommitOutcomeUnknownError: The connection died during COMMIT and the outcome could
             not be established.
         StorageError: A permanent database error, or transient ones past the retry bounds.
     """
-    worker = db.state.worker_for(db.engine)
+    engine = db.read_engine if one_statement else db.engine  # the autocommit view, on PostgreSQL
+    worker = db.state.worker_for(engine)
     if worker is not None:
         # The worker's one writer thread is the queue.
-        return await _shielded(_run(db.engine, db.state, work, retry, write=True, verify=verify))
+        return await _shielded(_run(engine, db.state, work, retry, write=True, verify=verify))
     # On a SQLite file, queue behind this process's other writers first (outside the shield:
     # a caller cancelled while it waits its turn has written nothing).
     lock = db.state.writer_lock()
     if lock is None:
-        return await _shielded(_run(db.engine, db.state, work, retry, write=True, verify=verify))
+        return await _shielded(_run(engine, db.state, work, retry, write=True, verify=verify))
     async with lock:
-        return await _shielded(_run(db.engine, db.state, work, retry, write=True, verify=verify))
+        return await _shielded(_run(engine, db.state, work, retry, write=True, verify=verify))
 
 
 async def run_read(

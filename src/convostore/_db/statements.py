@@ -76,6 +76,13 @@ class Statements:
         self.item_written = select(m.c.message_data, m.c.created_at).where(
             m.c.session_id == sid, m.c.position == bindparam("pos")
         )
+        self.item_written_at = (
+            select(m.c.position, m.c.message_data)
+            .where(m.c.session_id == sid, m.c.created_at == bindparam("now"))
+            .order_by(m.c.position.desc())
+            .limit(1)
+        )
+        """The last item a write stamped with ``now`` (checking a lost autocommit append)."""
 
         # -- read ---------------------------------------------------------------------
         self.select_all = select(*item).where(m.c.session_id == sid).order_by(m.c.position)

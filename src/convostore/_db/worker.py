@@ -31,6 +31,8 @@ from typing import TypeVar
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from .engine import COMMITTED
+
 __all__ = ["Committing", "SQLiteWorker", "commit_after"]
 
 T = TypeVar("T")
@@ -143,6 +145,8 @@ def commit_after(work: Callable[[Connection], T]) -> Callable[[Connection], T]:
         except (DBAPIError, OSError) as exc:
             _rollback(conn)
             raise Committing(exc, result) from exc
+        # Nothing runs on it before it goes back to the pool (see engine.COMMITTED).
+        conn.info[COMMITTED] = True
         return result
 
     return unit
