@@ -1,8 +1,9 @@
 """What ``migrations/env.py`` reads: the store's settings, the URL, and how to connect.
 
-env.py runs inside Alembic, whichever way it was started (``convostore migrate``, ``alembic``
-with convostore's ``alembic.ini`` or an application's, or :func:`convostore.migrate.upgrade`);
-everything it decides lives here, where it is typed and tested.
+env.py runs inside Alembic, whichever way it was started (``convostore migrate``, ``alembic`` with
+convostore's ``alembic.ini`` or an application's, or
+[`convostore.migrate.upgrade`][convostore.migrate.upgrade]); everything it decides lives here, where
+it is typed and tested.
 """
 
 from __future__ import annotations
