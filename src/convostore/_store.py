@@ -528,10 +528,7 @@ class StoreSession(SQLAlchemySession):
         metadata: dict[str, Any] | None = None,
         session_settings: SessionSettingsLike | dict[str, Any] | None = None,
     ) -> None:
-        """Create a session of ``store``.
-
-        Use [`SessionStore.session`][convostore.SessionStore.session] instead.
-        """
+        """Made by [`SessionStore.session`][convostore.SessionStore.session], not directly."""
         # The store's own context: its engines, statements and tables, shared.
         super().__init__(session_id, engine=store._context, session_settings=session_settings)  # type: ignore[arg-type]
         self._store = store
