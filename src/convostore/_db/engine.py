@@ -139,6 +139,7 @@ _DRIVER_EXTRAS = {
     "asyncmy": "pip install asyncmy",
     "psycopg2": "pip install psycopg2-binary",
     "psycopg": "pip install 'psycopg[binary]'",
+    "MySQLdb": "pip install mysqlclient",
 }
 
 
