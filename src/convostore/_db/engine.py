@@ -228,7 +228,7 @@ class EngineState:
         """The ``SQLiteWorker`` to run ``engine``'s work on now, or ``None``.
 
         ``None`` (SQLAlchemy's full async path) whenever the application could be watching
-        (:func:`~convostore._db.watching.unwatched`): those see every statement, as the
+        (``watching.unwatched``): those see every statement, as the
         application asked.
         """
         worker = self.worker

@@ -128,7 +128,7 @@ class SQLiteWorker:
 def commit_after(work: Callable[[Connection], T]) -> Callable[[Connection], T]:
     """``work``, then COMMIT; rolled back if ``work`` raises.
 
-    The returned function raises :class:`Committing` when COMMIT itself fails: whether the
+    The returned function raises ``Committing`` when COMMIT itself fails: whether the
     transaction was stored is then unknown, and the caller decides what to do.
     """
 
