@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 
-from agents import Agent, RunConfig, Runner
+try:
+    from agents import Agent, RunConfig, Runner
+except ModuleNotFoundError:
+    sys.exit("this example needs the OpenAI Agents SDK: pip install 'convostore[agents]'")
 
-from convostore import SQLAlchemySession, engine_from_url
+from convostore import MissingDependencyError, SQLAlchemySession, engine_from_url
 from convostore.demo import ScriptedModel, demo_responder, get_weather
 
 URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -62,4 +66,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except MissingDependencyError as exc:  # the URL's driver: one line naming the extra
+        sys.exit(f"error: {exc}")

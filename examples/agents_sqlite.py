@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 
-from agents import Agent, RunConfig, Runner, function_tool
+try:
+    from agents import Agent, RunConfig, Runner, function_tool
+except ModuleNotFoundError:
+    sys.exit("this example needs the OpenAI Agents SDK: pip install 'convostore[agents]'")
 
-from convostore import SQLAlchemySession
+from convostore import MissingDependencyError, SQLAlchemySession
 from convostore.demo import ScriptedModel, demo_responder
 
 URL = os.environ.get("DATABASE_URL", "sqlite:///agents-example.db")
@@ -50,4 +54,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except MissingDependencyError as exc:  # the URL's driver: one line naming the extra
+        sys.exit(f"error: {exc}")

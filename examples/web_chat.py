@@ -15,17 +15,28 @@ convostore's ScriptedModel; give the agent a real model name to use an LLM.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import sys
 from collections.abc import AsyncIterator
 
-from agents import Agent, RunConfig, Runner
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+try:
+    import uvicorn
+    from agents import Agent, RunConfig, Runner
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+except ModuleNotFoundError as exc:
+    sys.exit(f"this example needs {exc.name}: pip install 'convostore[agents]' starlette uvicorn")
 
-from convostore import InvalidInputError, SQLAlchemySession, engine_from_url
+from convostore import (
+    InvalidInputError,
+    MissingDependencyError,
+    SQLAlchemySession,
+    engine_from_url,
+)
 from convostore.demo import ScriptedModel, demo_responder, get_weather
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite:///web-chat.db")
@@ -91,6 +102,10 @@ app = Starlette(
 )
 
 if __name__ == "__main__":
-    import uvicorn
-
+    try:
+        # A URL whose driver is not installed fails here, in one line, rather than in the
+        # server's startup (a traceback in its log).
+        asyncio.run(engine_from_url(DATABASE_URL).dispose())
+    except MissingDependencyError as exc:
+        sys.exit(f"error: {exc}")
     uvicorn.run(app, host="127.0.0.1", port=int(os.environ.get("PORT", "8000")))

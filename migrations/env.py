@@ -16,12 +16,16 @@ import asyncio
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import NullPool
 
 from convostore import engine_from_url
-from convostore._migration_env import drop_empty_version_table, is_async_url, options_from_config
+from convostore._migration_env import (
+    drop_empty_version_table,
+    is_async_url,
+    options_from_config,
+    sync_engine,
+)
 
 config = context.config
 # An application's ini may configure logging elsewhere (no [loggers] section): then leave it.
@@ -72,7 +76,7 @@ def run_migrations_online() -> None:
     if is_async_url(url):
         asyncio.run(run_async_migrations(url))
         return
-    engine = create_engine(url, poolclass=NullPool)
+    engine = sync_engine(url)
     try:
         with engine.connect() as connection:
             do_run_migrations(connection)

@@ -55,3 +55,33 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def base_install(root: Path) -> Path:
+    """A fresh virtual environment under ``root`` with ``pip install convostore``, no extras.
+
+    The wheel is built from this checkout without an index (the test venv has hatchling);
+    its dependencies come from the package index, as for a user: so no database driver but
+    aiosqlite, no Agents SDK, nothing of the test venv. Returns the environment's ``bin``.
+    """
+    isolated: dict[str, str | None] = {
+        k: None for k in os.environ if k.startswith(("CONVOSTORE_", "PYTHON", "VIRTUAL_ENV"))
+    }
+
+    def check(*argv: str | Path) -> None:
+        done = run(*argv, cwd=root, env=isolated, timeout=600)
+        assert done.returncode == 0, f"{argv}\n{done.stdout}\n{done.stderr}"
+
+    dist = root / "dist"
+    check(
+        sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+        "-w", dist, REPO,
+    )  # fmt: skip
+    (wheel,) = dist.glob("convostore-*.whl")
+    venv = root / "venv"
+    check(sys.executable, "-m", "venv", venv)
+    check(venv / "bin" / "python", "-m", "pip", "install", "-q", wheel)
+    return venv / "bin"

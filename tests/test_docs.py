@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
+
+import pytest
 
 import convostore
 from convostore import errors
+
+from ._programs import run
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -55,3 +60,46 @@ def test_every_example_is_run_by_the_tests() -> None:
     runner = (Path(__file__).parent / "test_examples.py").read_text()
     missing = [p.name for p in (ROOT / "examples").glob("*.py") if f'"{p.name}"' not in runner]
     assert not missing, f"tests/test_examples.py does not run {missing}"
+
+
+def test_the_reference_index_lists_every_reference_page() -> None:
+    index = (DOCS / "reference" / "index.md").read_text()
+    nav = (ROOT / "mkdocs.yml").read_text()
+    pages = sorted(p.name for p in (DOCS / "reference").glob("*.md") if p.name != "index.md")
+    unlisted = [name for name in pages if f"]({name})" not in index]
+    assert not unlisted, f"docs/reference/index.md does not link {unlisted}"
+    outside_nav = [name for name in pages if f"reference/{name}" not in nav]
+    assert not outside_nav, f"mkdocs.yml's nav does not list {outside_nav}"
+
+
+# What reStructuredText markup looks like once Markdown has rendered it: a role before the
+# code span it became (``:class:`X``` -> ``:class:<code>X</code>``), and a literal-block
+# marker left at the end of a paragraph (``Usage::``).
+RAW_ROLE = re.compile(
+    r":(?:py:)?(?:class|meth|func|mod|attr|exc|data|obj|ref|const)(?::|&#58;)(?:`|<code)"
+)
+LITERAL_MARKER = re.compile(r"::\s*</p>")
+
+
+@pytest.mark.slow
+def test_the_built_site_shows_no_restructuredtext(tmp_path: Path) -> None:
+    mkdocs = Path(sys.executable).with_name("mkdocs")
+    assert mkdocs.exists(), "mkdocs is not installed: pip install -e '.[dev]'"
+    site = tmp_path / "site"
+    done = run(
+        mkdocs, "build", "--strict", "--quiet",
+        "--site-dir", site, cwd=ROOT, env={"NO_MKDOCS_2_WARNING": "1"}, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout}\n{done.stderr}"
+    found = []
+    for page in sorted(site.rglob("*.html")):
+        text = page.read_text()
+        for pattern in (RAW_ROLE, LITERAL_MARKER):
+            for match in pattern.finditer(text):
+                line = text.count("\n", 0, match.start()) + 1
+                snippet = text[max(0, match.start() - 60) : match.end() + 40].replace("\n", " ")
+                found.append(f"{page.relative_to(site)}:{line}: ...{snippet}...")
+    assert not found, (
+        "raw reST in the built site (use [`Name`][convostore.Name] and fenced code):\n"
+        + "\n".join(found)
+    )

@@ -1,18 +1,20 @@
 """convostore: the conversation session store for AI agents.
 
 Ordered, atomic, concurrency-safe conversation history on SQLAlchemy, over SQLite
-(aiosqlite), PostgreSQL (asyncpg) and MySQL/MariaDB (aiomysql)::
+(aiosqlite), PostgreSQL (asyncpg) and MySQL/MariaDB (aiomysql):
 
-    from convostore import SQLAlchemySession
+```python
+from convostore import SQLAlchemySession
 
-    async with SQLAlchemySession.from_url("user-123", url="sqlite:///chat.db",
-                                          create_tables=True) as session:
-        await session.add_items([{"role": "user", "content": "Hello"}])
-        print(await session.get_items())
+async with SQLAlchemySession.from_url("user-123", url="sqlite:///chat.db",
+                                      create_tables=True) as session:
+    await session.add_items([{"role": "user", "content": "Hello"}])
+    print(await session.get_items())
+```
 
 This module is the package's public edge: everything a program needs is imported from it
-(and errors also from :mod:`convostore.errors`; the programmatic Alembic API from
-:mod:`convostore.migrate`). Modules whose names start with an underscore are the
+(and errors also from [`convostore.errors`][convostore.errors]; the programmatic Alembic API from
+[`convostore.migrate`][convostore.migrate]). Modules whose names start with an underscore are the
 implementation and may change in any release.
 """
 

@@ -2,16 +2,16 @@ r"""Items to stored text and back.
 
 An item is stored as compact JSON text (UTF-8, non-ASCII characters kept as they are), a
 format any tool can read. An item either round-trips exactly (``get_items`` returns a value
-equal to the one added) or is refused with :class:`~convostore.errors.InvalidItemError`
+equal to the one added) or is refused with [`InvalidItemError`][convostore.errors.InvalidItemError]
 before anything is written. The rules:
 
-- an item is a ``dict``; its values are what :func:`json.dumps` writes natively (``dict``,
+- an item is a ``dict``; its values are what ``json.dumps`` writes natively (``dict``,
   ``list``, ``tuple``, ``str``, ``int``, ``float``, ``bool``, ``None``, and their
   subclasses). The one conversion: a ``tuple`` comes back as a ``list`` (JSON has one
   array type);
-- every key of every ``dict``, at any depth, is a ``str``: :func:`json.dumps` would turn
+- every key of every ``dict``, at any depth, is a ``str``: ``json.dumps`` would turn
   ``1``, ``1.5``, ``True`` or ``None`` keys into strings silently, so they are refused;
-- containers (``dict``, ``list``, ``tuple``) nest at most :data:`MAX_DEPTH` levels deep,
+- containers (``dict``, ``list``, ``tuple``) nest at most ``MAX_DEPTH`` levels deep,
   the item itself being level 1. Deeper items are refused rather than stored in a form that
   might exceed the interpreter's recursion limit when it is read back; an item that contains
   itself is refused by the same rule;
@@ -20,9 +20,10 @@ before anything is written. The rules:
   Any other character, NUL included, is stored (escaped by JSON where needed);
 - integers of any size round-trip (they are JSON text, not a database number type).
 
-A stored row whose JSON does not decode (written by something other than convostore) is
-skipped by every read and pop, logged at ``WARNING`` with its session and position, and
-counted (:func:`corrupt_items_skipped`): the policy lives here, in :func:`decode_rows`.
+A stored row whose JSON does not decode (written by something other than convostore) is skipped by
+every read and pop, logged at ``WARNING`` with its session and position, and counted
+([`corrupt_items_skipped`][convostore.corrupt_items_skipped]): the policy lives here, in
+``decode_rows``.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def compact_json(value: Any) -> str:
     """Return ``value`` as the compact JSON text convostore stores (items, metadata, exports).
 
     Raises:
-        TypeError, ValueError: ``value`` is not JSON (as :func:`json.dumps` raises them).
+        TypeError, ValueError: ``value`` is not JSON (as ``json.dumps`` raises them).
     """
     return _encoder.encode(value)
 
@@ -102,7 +103,7 @@ _CONTAINERS = (dict, list, tuple)
 
 
 def _check_keys_and_depth(value: dict[Any, Any] | list[Any] | tuple[Any, ...], depth: int) -> None:
-    """Refuse non-``str`` keys and nesting deeper than :data:`MAX_DEPTH`, before encoding."""
+    """Refuse non-``str`` keys and nesting deeper than ``MAX_DEPTH``, before encoding."""
     # json.dumps converts non-str keys without a word, and its C encoder has no hook for
     # keys: this walk is the only place to catch them. It skips scalars by exact type first,
     # the cheap test that settles almost every value.
@@ -166,7 +167,7 @@ def decode_item(text: str) -> Any:
     """Return the item stored as ``text``.
 
     Raises:
-        ValueError: ``text`` is not valid JSON (:class:`json.JSONDecodeError`), or is nested
+        ValueError: ``text`` is not valid JSON (``json.JSONDecodeError``), or is nested
             too deeply to decode (written by something other than convostore).
     """
     try:

@@ -9,7 +9,7 @@ implementation of both:
 
 ``await session._get_compaction_snapshot(limit, *, prune_prefix=None)``
     Used by automatic compaction after a Runner turn. Reads the session's latest ``limit``
-    items and returns a :class:`CompactionSnapshot`: ``items`` (oldest first), ``complete``
+    items and returns a ``CompactionSnapshot``: ``items`` (oldest first), ``complete``
     (whether they are the whole history) and ``await replace_suffix(start, items)``, a
     compare-and-swap in one transaction: if the stored items from ``items[start]`` on are
     still exactly the latest ones, they are deleted and the new items appended after the
@@ -30,24 +30,24 @@ What the transactions keep, on SQLite, PostgreSQL and MySQL/MariaDB alike:
   everything that stays, so order is still the position order. ``item_count`` is adjusted
   by exactly what was deleted and added.
 - Large items are deleted with their chunks (``ON DELETE CASCADE``) and new ones are
-  written in chunks like any add (:mod:`convostore.chunks`).
+  written in chunks like any add (``convostore._db.chunks``).
 - Idempotency keys are kept: a retried keyed ``add_items`` is still recognised after its
   items were compacted away (as after a pop or a trim).
 - Corrupt rows (JSON that does not decode) are never summarised away: a snapshot only covers
   the items after the newest corrupt row in its window, and reports itself incomplete.
-- A :class:`~convostore.StoreSession` applies its store's rules in the same transaction:
+- A [`StoreSession`][convostore.StoreSession] applies its store's rules in the same transaction:
   ``max_items_per_session`` trims what the replacement leaves, and metadata given to
   ``store.session(...)`` is recorded if the session has none.
-- Retries follow :func:`convostore._db.runner.run_write`. If the connection is lost during
+- Retries follow ``convostore._db.runner.run_write``. If the connection is lost during
   COMMIT, the outcome is checked on a new connection: the replacement's last new item,
   with this try's timestamp, at its fresh position means it committed; the first replaced
   item still being there means it did not (it is run again, compare-and-swap included);
-  otherwise :class:`~convostore.errors.CommitOutcomeUnknownError` is raised.
+  otherwise [`CommitOutcomeUnknownError`][convostore.errors.CommitOutcomeUnknownError] is raised.
 
 SDK versions: these hooks are private to the SDK and their protocol may change in any
 release. They are offered only when the installed ``openai-agents`` is a version whose
-protocol this module implements (:data:`KNOWN_SDK_VERSIONS`: 0.24.x), resolved lazily
-through :mod:`importlib.metadata` and never by importing the SDK. With any other version,
+protocol this module implements (``KNOWN_SDK_VERSIONS``: 0.24.x), resolved lazily
+through ``importlib.metadata`` and never by importing the SDK. With any other version,
 or without the SDK, the attributes do not exist (``getattr(session, name, None)`` is
 ``None``), which is how the SDK recognises a store without them: it then falls back to its
 own clear-and-add replacement. They are also absent on a subclass that overrides
@@ -136,7 +136,7 @@ def hooks_offered(cls: type) -> bool:
 
 
 class _Hook:
-    """A method that exists only where :func:`hooks_offered` says so.
+    """A method that exists only where ``hooks_offered`` says so.
 
     The SDK probes with ``getattr(..., None)``, on the instance for the snapshot and on the
     class for the whole replacement: an ``AttributeError`` from here reads as "no hook".

@@ -91,8 +91,8 @@ def coerce_settings(
 ) -> SessionSettingsLike:
     """Return a validated copy of ``settings``, owned by the caller.
 
-    The Agents SDK's objects stay of the SDK's class; ``None`` and a ``dict`` become this
-    module's :class:`SessionSettings` (:func:`present_settings` turns those into the SDK's
+    The Agents SDK's objects stay of the SDK's class; ``None`` and a ``dict`` become this module's
+    [`SessionSettings`][convostore.SessionSettings] (``present_settings`` turns those into the SDK's
     class when the settings are read).
 
     Raises:

@@ -1,10 +1,10 @@
 """The one validated context a session or store passes down to every layer below it.
 
-A :class:`Context` is built once, when a session or store is constructed, from arguments
+A ``Context`` is built once, when a session or store is constructed, from arguments
 that have all been checked: where the engine comes from (one the application passed in,
 or one per event loop made from a URL), the tables (schema included), the retry policy and
-the limits. The layers below take it, or the :class:`~convostore._db.engine.Database` it
-gives for the running event loop, and nothing else: no layer reaches back up.
+the limits. The layers below take it, or the ``convostore._db.engine.Database`` it gives for
+the running event loop, and nothing else: no layer reaches back up.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class Context:
                 f"engine must be an AsyncEngine or a database URL, got {type(engine).__name__}"
             )
         self.owns_engine = self.engines is not None
-        """Whether :meth:`dispose` disposes the engines (they were made from a URL)."""
+        """Whether ``dispose`` disposes the engines (they were made from a URL)."""
         try:
             self.tables = build_tables(
                 sessions_table, messages_table, check_schema(schema, self.given)
@@ -136,7 +136,7 @@ class Context:
         return db
 
     async def ready(self) -> Database:
-        """:meth:`database`, with the tables created first if this context creates them."""
+        """``database``, with the tables created first if this context creates them."""
         db = self.database()
         if not self._tables_ready:
             if self.tables not in db.state.tables_ready:
@@ -210,11 +210,11 @@ class ContextOwner(AsyncClosing):
     def session_settings(self) -> Any:
         """Settings an agent runner reads: ``limit`` is the default limit of ``get_items``.
 
-        The Agents SDK's own ``SessionSettings`` when the SDK is installed (its wrappers
-        accept no other class), :class:`convostore.SessionSettings` otherwise. The object
-        belongs to its owner: changing a session's ``limit`` changes that session only, and
-        a store's settings are copied into each session it hands out. Assigning accepts the
-        same values as the constructor's argument, and copies them.
+        The Agents SDK's own ``SessionSettings`` when the SDK is installed (its wrappers accept no
+        other class), [`convostore.SessionSettings`][convostore.SessionSettings] otherwise. The
+        object belongs to its owner: changing a session's ``limit`` changes that session only, and a
+        store's settings are copied into each session it hands out. Assigning accepts the same
+        values as the constructor's argument, and copies them.
         """
         # Read first by an agent runner, once the SDK is imported anyway: looking the SDK
         # up here keeps it out of convostore's import and of sessions that never need it.

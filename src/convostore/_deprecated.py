@@ -3,7 +3,7 @@
 Before the package drew its public edge, every module was public. The names that moved
 are listed here once; importing one of the old modules gives a stand-in whose attributes
 are looked up where the names live now, each lookup warning with the new way to import
-it. Everything public is importable from :mod:`convostore` itself.
+it. Everything public is importable from ``convostore`` itself.
 """
 
 from __future__ import annotations

@@ -1,25 +1,28 @@
 """Encryption at rest: a session wrapper that encrypts every item before it is stored.
 
-Usage::
+Usage:
 
-    from convostore import SQLAlchemySession
-    from convostore import EncryptedSession, generate_key
+```python
+from convostore import SQLAlchemySession
+from convostore import EncryptedSession, generate_key
 
-    key = generate_key()  # keep it in your secrets manager, not in the database
-    inner = SQLAlchemySession.from_url("user-123", url="postgresql://app@db/agents")
-    session = EncryptedSession(inner, keys=[key])
-    await Runner.run(agent, "Hello", session=session)
+key = generate_key()  # keep it in your secrets manager, not in the database
+inner = SQLAlchemySession.from_url("user-123", url="postgresql://app@db/agents")
+session = EncryptedSession(inner, keys=[key])
+await Runner.run(agent, "Hello", session=session)
+```
 
 Each item is stored as ``{"convostore_encrypted": 1, "token": "..."}``, where the token is a
 Fernet token (AES-128-CBC with an HMAC-SHA256 over it, from the ``cryptography`` package): the
 database never sees the message text, and a token that was altered, or was written with a
-key you did not supply, raises :class:`~convostore.errors.DecryptionError` instead of
+key you did not supply, raises [`DecryptionError`][convostore.errors.DecryptionError] instead of
 returning garbage.
 
-Key rotation: pass the new key first and the old ones after it. New items are encrypted with
-the first key; every key is tried for reading. :meth:`EncryptedSession.rotate` re-encrypts a
-:class:`~convostore.SQLAlchemySession`'s stored items with the first key, after which the old
-keys can be dropped. Needs ``pip install 'convostore[encryption]'``.
+Key rotation: pass the new key first and the old ones after it. New items are encrypted with the
+first key; every key is tried for reading.
+[`EncryptedSession.rotate`][convostore.EncryptedSession.rotate] re-encrypts a
+[`SQLAlchemySession`][convostore.SQLAlchemySession]'s stored items with the first key, after which
+the old keys can be dropped. Needs ``pip install 'convostore[encryption]'``.
 """
 
 from __future__ import annotations
@@ -62,7 +65,10 @@ def _fernet() -> Any:
 
 
 def generate_key() -> str:
-    """Return a new random key (URL-safe base64 text) for :class:`EncryptedSession`."""
+    """Return a new random key (URL-safe base64 text).
+
+    Pass it in the ``keys`` of an [`EncryptedSession`][convostore.EncryptedSession].
+    """
     key: bytes = _fernet().Fernet.generate_key()
     return key.decode("ascii")
 
@@ -70,7 +76,8 @@ def generate_key() -> str:
 class EncryptedSession(AsyncClosing):
     """Wraps a session so that every item is encrypted before it reaches the database.
 
-    Implements :class:`convostore.Session`; pass it to an agent runner like any session.
+    Implements [`convostore.Session`][convostore.Session]; pass it to an agent runner like any
+    session.
     """
 
     def __init__(
@@ -84,9 +91,10 @@ class EncryptedSession(AsyncClosing):
 
         Args:
             inner: The session that stores the encrypted items.
-            keys: One or more keys from :func:`generate_key`; the first encrypts, all decrypt.
+            keys: One or more keys from [`generate_key`][convostore.generate_key]; the first
+                encrypts, all decrypt.
             allow_plaintext: Return items stored before encryption was turned on as they
-                are, instead of raising :class:`~convostore.errors.DecryptionError`.
+                are, instead of raising [`DecryptionError`][convostore.errors.DecryptionError].
 
         Raises:
             ConfigurationError: No keys, or a key that is not a valid Fernet key.
@@ -133,7 +141,8 @@ class EncryptedSession(AsyncClosing):
         """Encrypt ``items`` and append them, as one batch.
 
         ``idempotency_key`` is passed to the wrapped session (see
-        :meth:`SQLAlchemySession.add_items`), which must accept it.
+        [`SQLAlchemySession.add_items`][convostore.SQLAlchemySession.add_items]), which must accept
+        it.
         """
         texts = encode_items(items)  # refuse bad items with the usual errors, before anything
         sealed = [self._seal(text) for text in texts]
@@ -158,7 +167,7 @@ class EncryptedSession(AsyncClosing):
     async def rotate(self) -> int:
         """Re-encrypt every stored item with the first key, in one transaction.
 
-        Works when the wrapped session is a :class:`~convostore.SQLAlchemySession`.
+        Works when the wrapped session is a [`SQLAlchemySession`][convostore.SQLAlchemySession].
 
         Returns:
             How many items were rewritten.

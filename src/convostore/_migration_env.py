@@ -1,8 +1,9 @@
 """What ``migrations/env.py`` reads: the store's settings, the URL, and how to connect.
 
-env.py runs inside Alembic, whichever way it was started (``convostore migrate``, ``alembic``
-with convostore's ``alembic.ini`` or an application's, or :func:`convostore.migrate.upgrade`);
-everything it decides lives here, where it is typed and tested.
+env.py runs inside Alembic, whichever way it was started (``convostore migrate``, ``alembic`` with
+convostore's ``alembic.ini`` or an application's, or
+[`convostore.migrate.upgrade`][convostore.migrate.upgrade]); everything it decides lives here, where
+it is typed and tested.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy import create_engine
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.pool import NullPool
 
 from . import _version_table
+from ._db.engine import missing_driver
 from ._db.schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE
 from ._db.urls import to_async_url
 from .errors import ConfigurationError, UnsupportedDriverError
@@ -29,6 +33,7 @@ __all__ = [
     "is_async_url",
     "migration_url",
     "options_from_config",
+    "sync_engine",
 ]
 
 # The settings a user may give with ``-x key=value``, an environment variable or the ini file.
@@ -112,6 +117,19 @@ def migration_url(url: str | URL) -> URL:
 def is_async_url(url: URL) -> bool:
     """Whether ``url`` names an async driver (one that needs ``create_async_engine``)."""
     return bool(getattr(url.get_dialect(), "is_async", False))
+
+
+def sync_engine(url: URL) -> Engine:
+    """Create the engine that runs the migrations of a sync URL (psycopg2, pymysql ...).
+
+    Raises:
+        MissingDependencyError: The URL's driver is not installed; the message names the
+            package to install.
+    """
+    try:
+        return create_engine(url, poolclass=NullPool)
+    except ModuleNotFoundError as exc:
+        raise missing_driver(exc, url.get_backend_name()) from exc
 
 
 def drop_empty_version_table(

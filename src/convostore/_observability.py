@@ -1,7 +1,7 @@
 """Debug logging and optional OpenTelemetry spans for every store operation.
 
-Each operation of :class:`~convostore.store.SessionStore` (and of the sessions it hands out)
-runs inside :func:`traced`, which
+Each operation of [`SessionStore`][convostore.SessionStore] (and of the sessions it hands out)
+runs inside ``traced``, which
 
 - logs one record at ``DEBUG`` on the ``convostore`` logger when it ends: the operation, the
   backend, the session id, the item count, the retries and the time taken;
@@ -11,7 +11,7 @@ runs inside :func:`traced`, which
   ``convostore.retries``. Without an SDK configured by the application the span costs
   next to nothing.
 
-Retries are counted by :func:`record_retry`, which the transaction runner calls each time it
+Retries are counted by ``record_retry``, which the transaction runner calls each time it
 runs a transaction again.
 """
 
@@ -45,7 +45,7 @@ def record_retry() -> None:
 
 
 class Trace:
-    """What an operation reports about itself while it runs; see :func:`traced`."""
+    """What an operation reports about itself while it runs; see ``traced``."""
 
     def __init__(self, operation: str, backend: str, session_id: str | None) -> None:
         self.operation = operation
@@ -69,7 +69,7 @@ async def traced(
         session_id: The session the operation is about, if one.
 
     Yields:
-        A :class:`Trace`; set its ``item_count`` before the block ends.
+        A ``Trace``; set its ``item_count`` before the block ends.
     """
     record = Trace(operation, backend, session_id)
     cell = [0]

@@ -57,7 +57,10 @@ class SessionInfo:
 
 @dataclasses.dataclass(frozen=True)
 class SessionPage:
-    """One page of :meth:`SessionStore.list_sessions`, newest first."""
+    """One page of sessions, newest first.
+
+    What [`SessionStore.list_sessions`][convostore.SessionStore.list_sessions] returns.
+    """
 
     sessions: list[SessionInfo]
     """The sessions of this page, most recently updated first."""
@@ -79,7 +82,10 @@ class PageItem:
 
 @dataclasses.dataclass(frozen=True)
 class ItemPage:
-    """One page of a session's history, oldest first (:meth:`SessionStore.get_page`)."""
+    """One page of a session's history, oldest first.
+
+    What [`SessionStore.get_page`][convostore.SessionStore.get_page] returns.
+    """
 
     session_id: str
     """The session's id."""
@@ -104,7 +110,11 @@ class ItemPage:
 
 @dataclasses.dataclass
 class PruneReport:
-    """What :meth:`SessionStore.prune` or :meth:`SessionStore.delete_user` removed."""
+    """What a deletion removed.
+
+    Returned by [`SessionStore.prune`][convostore.SessionStore.prune] and
+    [`SessionStore.delete_user`][convostore.SessionStore.delete_user].
+    """
 
     sessions: int = 0
     """Sessions removed (or, in a dry run, that would be removed)."""
@@ -128,7 +138,7 @@ class PruneReport:
 
 @dataclasses.dataclass
 class ExportReport:
-    """What :func:`convostore.export.export_sessions` wrote."""
+    """What [`SessionStore.export`][convostore.SessionStore.export] wrote."""
 
     sessions: int = 0
     """Session records written."""
@@ -143,7 +153,7 @@ class ExportReport:
 
 @dataclasses.dataclass
 class ImportReport:
-    """What :func:`convostore.export.import_sessions` read and stored."""
+    """What [`SessionStore.import_`][convostore.SessionStore.import_] read and stored."""
 
     sessions: int = 0
     """Sessions stored."""

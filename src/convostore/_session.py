@@ -1,14 +1,16 @@
 """``SQLAlchemySession``: a conversation's history in SQLite, PostgreSQL or MySQL/MariaDB.
 
-Usage::
+Usage:
 
-    from agents import Agent, Runner
-    from convostore import SQLAlchemySession
+```python
+from agents import Agent, Runner
+from convostore import SQLAlchemySession
 
-    async with SQLAlchemySession.from_url(
-        "user-123", url="sqlite:///conversations.db", create_tables=True
-    ) as session:
-        result = await Runner.run(agent, "Hello", session=session)
+async with SQLAlchemySession.from_url(
+    "user-123", url="sqlite:///conversations.db", create_tables=True
+) as session:
+    result = await Runner.run(agent, "Hello", session=session)
+```
 
 The constructor and methods match the Agents SDK's ``SQLAlchemySession``; an application
 switches by changing the import. What convostore adds: order by a per-session position
@@ -45,7 +47,7 @@ __all__ = ["SQLAlchemySession"]
 class SQLAlchemySession(ContextOwner):
     """A conversation's history, stored through an SQLAlchemy ``AsyncEngine``.
 
-    Implements :class:`convostore.Session` and the Agents SDK's session protocol.
+    Implements [`convostore.Session`][convostore.Session] and the Agents SDK's session protocol.
     """
 
     session_id: str
@@ -207,7 +209,7 @@ class SQLAlchemySession(ContextOwner):
                 this session already has (a retry after a timeout, a cancelled stream, a
                 replayed workflow step) is not stored again, and the call returns normally.
                 Keys are per session and are kept until the session is deleted or
-                :func:`convostore.idempotency.prune_keys` removes them; see
+                [`SessionStore.prune_keys`][convostore.SessionStore.prune_keys] removes them; see
                 docs/reliability.md.
 
         Raises:

@@ -1,26 +1,29 @@
 """``SessionStore``: one engine and one set of tables for all of an application's sessions.
 
-Usage::
+Usage:
 
-    from convostore import SessionStore
+```python
+from convostore import SessionStore
 
-    store = SessionStore("postgresql://app@db/agents", max_items_per_session=10_000)
-    session = store.session("conv-42", user_id="user-7", metadata={"title": "Trip to Oslo"})
-    await Runner.run(agent, "Hello", session=session)
+store = SessionStore("postgresql://app@db/agents", max_items_per_session=10_000)
+session = store.session("conv-42", user_id="user-7", metadata={"title": "Trip to Oslo"})
+await Runner.run(agent, "Hello", session=session)
 
-    page = await store.list_sessions(user_id="user-7", limit=20)   # newest first
-    more = await store.list_sessions(user_id="user-7", limit=20, cursor=page.next_cursor)
-    history = await store.get_page("conv-42", limit=50)            # the latest 50 items
-    older = await store.get_page("conv-42", before=history.first_position, limit=50)
-    await store.prune(older_than=datetime.timedelta(days=30))
-    await store.close()
+page = await store.list_sessions(user_id="user-7", limit=20)   # newest first
+more = await store.list_sessions(user_id="user-7", limit=20, cursor=page.next_cursor)
+history = await store.get_page("conv-42", limit=50)            # the latest 50 items
+older = await store.get_page("conv-42", before=history.first_position, limit=50)
+await store.prune(older_than=datetime.timedelta(days=30))
+await store.close()
+```
 
-The store owns (or borrows) the engine and hands out :class:`~convostore.SQLAlchemySession`
-objects that share it and its prepared statements, so thousands of sessions use one pool.
-Each method validates its arguments, opens a trace and hands plain data to one operation
-in ``convostore._ops`` or ``convostore._db.history``; the module is long only by its
-docstrings, which are the store's reference documentation. Every operation logs at debug
-level and, with ``opentelemetry-api`` installed, opens a span (see docs/operations.md).
+The store owns (or borrows) the engine and hands out
+[`SQLAlchemySession`][convostore.SQLAlchemySession] objects that share it and its prepared
+statements, so thousands of sessions use one pool. Each method validates its arguments, opens a
+trace and hands plain data to one operation in ``convostore._ops`` or ``convostore._db.history``;
+the module is long only by its docstrings, which are the store's reference documentation. Every
+operation logs at debug level and, with ``opentelemetry-api`` installed, opens a span (see
+docs/operations.md).
 """
 
 from __future__ import annotations
@@ -152,8 +155,8 @@ class SessionStore(ContextOwner):
 
         Args:
             session_id: The conversation's identifier.
-            user_id: The session's user, recorded by the first write if the session has
-                none yet (change it later with :meth:`update_session`).
+            user_id: The session's user, recorded by the first write if the session has none yet
+                (change it later with [`update_session`][convostore.SessionStore.update_session]).
             metadata: The session's JSON object, recorded by the first write if the session
                 has none yet.
             session_settings: Overrides the store's default settings.
@@ -484,7 +487,9 @@ class SessionStore(ContextOwner):
         on_existing: str = "error",
         progress: Callable[[int, int], None] | None = None,
     ) -> ImportReport:
-        """Store the sessions of JSON Lines written by :meth:`export`, exactly.
+        """Store the sessions of JSON Lines written by [`export`][convostore.SessionStore.export].
+
+        Each comes back exactly: the same ids, metadata, times, items and positions.
 
         Args:
             lines: The lines (a file opened for reading works).
@@ -506,11 +511,12 @@ class SessionStore(ContextOwner):
 
 
 class StoreSession(SQLAlchemySession):
-    """A :class:`~convostore.SQLAlchemySession` handed out by a :class:`SessionStore`.
+    """A session handed out by a store.
 
-    It shares the store's engine and statements, applies ``max_items_per_session`` and
-    records its ``user_id`` and ``metadata`` in the transaction of its first write, and
-    traces every operation.
+    A [`SQLAlchemySession`][convostore.SQLAlchemySession] of a
+    [`SessionStore`][convostore.SessionStore]: it shares the store's engine and statements, applies
+    ``max_items_per_session`` and records its ``user_id`` and ``metadata`` in the transaction of its
+    first write, and traces every operation.
     """
 
     def __init__(
@@ -522,7 +528,7 @@ class StoreSession(SQLAlchemySession):
         metadata: dict[str, Any] | None = None,
         session_settings: SessionSettingsLike | dict[str, Any] | None = None,
     ) -> None:
-        """Create a session of ``store``; use :meth:`SessionStore.session` instead."""
+        """Made by [`SessionStore.session`][convostore.SessionStore.session], not directly."""
         # The store's own context: its engines, statements and tables, shared.
         super().__init__(session_id, engine=store._context, session_settings=session_settings)  # type: ignore[arg-type]
         self._store = store
@@ -538,14 +544,20 @@ class StoreSession(SQLAlchemySession):
         return self._store
 
     async def get_items(self, limit: int | None = None) -> list[Any]:
-        """Return the history in order (see :meth:`SQLAlchemySession.get_items`)."""
+        """Return the history in order.
+
+        As [`SQLAlchemySession.get_items`][convostore.SQLAlchemySession.get_items].
+        """
         async with traced("get_items", self._store._backend, self.session_id) as trace:
             items = await super().get_items(limit)
             trace.item_count = len(items)
         return items
 
     async def add_items(self, items: list[Any], *, idempotency_key: str | None = None) -> None:
-        """Append ``items`` (see :meth:`SQLAlchemySession.add_items`)."""
+        """Append ``items``.
+
+        As [`SQLAlchemySession.add_items`][convostore.SQLAlchemySession.add_items].
+        """
         async with traced("add_items", self._store._backend, self.session_id) as trace:
             trace.item_count = len(items) if isinstance(items, list) else None
             await super().add_items(items, idempotency_key=idempotency_key)
@@ -553,14 +565,20 @@ class StoreSession(SQLAlchemySession):
             self._pending = {}
 
     async def pop_item(self) -> Any | None:
-        """Remove and return the latest item (see :meth:`SQLAlchemySession.pop_item`)."""
+        """Remove and return the latest item.
+
+        As [`SQLAlchemySession.pop_item`][convostore.SQLAlchemySession.pop_item].
+        """
         async with traced("pop_item", self._store._backend, self.session_id) as trace:
             item = await super().pop_item()
             trace.item_count = 0 if item is None else 1
         return item
 
     async def clear_session(self) -> None:
-        """Remove this session and its items (see :meth:`SQLAlchemySession.clear_session`)."""
+        """Remove this session and its items.
+
+        As [`SQLAlchemySession.clear_session`][convostore.SQLAlchemySession.clear_session].
+        """
         async with traced("clear_session", self._store._backend, self.session_id):
             await super().clear_session()
 

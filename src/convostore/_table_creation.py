@@ -61,7 +61,7 @@ async def create_tables(engine: AsyncEngine, tables: Tables) -> None:
         SchemaError: A table of that name exists with another layout (for example one
             written by the Agents SDK's own store); the message says how to migrate it.
         StorageError: The database failed, or another worker held the lock for longer than
-            :data:`LOCK_TIMEOUT_SECONDS`; the driver's error is chained.
+            ``LOCK_TIMEOUT_SECONDS``; the driver's error is chained.
     """
     dialect = engine.dialect.name
     try:

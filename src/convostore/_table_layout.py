@@ -1,4 +1,4 @@
-"""Compare the tables a database holds with the :class:`~convostore.Tables` expected.
+"""Compare the tables a database holds with the [`Tables`][convostore.Tables] expected.
 
 One comparison serves three readers: ``create_tables`` (refuse a foreign table of the same
 name, such as the Agents SDK's), ``convostore doctor`` (say what is missing) and the drift

@@ -1,22 +1,24 @@
 """A scripted agent conversation, run by the OpenAI Agents SDK and stored by convostore.
 
 Needs the Agents SDK (``pip install 'convostore[agents]'``); no network and no API key:
-:class:`~convostore.testing.ScriptedModel` is an Agents SDK model that answers from a script
-instead of calling a provider (it lives in :mod:`convostore.testing`, and is importable from
-here too). Use it to try convostore with a real runner::
+[`ScriptedModel`][convostore.testing.ScriptedModel] is an Agents SDK model that answers from a
+script instead of calling a provider (it lives in [`convostore.testing`][convostore.testing], and is
+importable from here too). Use it to try convostore with a real runner:
 
-    from agents import Agent, Runner
-    from convostore import SQLAlchemySession
-    from convostore.demo import ScriptedModel, demo_agent, demo_responder
+```python
+from agents import Agent, Runner
+from convostore import SQLAlchemySession
+from convostore.demo import ScriptedModel, demo_agent, demo_responder
 
-    agent = demo_agent(ScriptedModel(demo_responder))
-    async with SQLAlchemySession.from_url("me", url="sqlite:///chat.db",
-                                          create_tables=True) as session:
-        await Runner.run(agent, "What's the weather in Paris?", session=session)
-        result = await Runner.run(agent, "What did I ask you so far?", session=session)
-        print(result.final_output)  # names the Paris question: the session remembered it
+agent = demo_agent(ScriptedModel(demo_responder))
+async with SQLAlchemySession.from_url("me", url="sqlite:///chat.db",
+                                      create_tables=True) as session:
+    await Runner.run(agent, "What's the weather in Paris?", session=session)
+    result = await Runner.run(agent, "What did I ask you so far?", session=session)
+    print(result.final_output)  # names the Paris question: the session remembered it
+```
 
-:func:`run_demo` is what ``convostore demo`` runs.
+[`run_demo`][convostore.demo.run_demo] is what ``convostore demo`` runs.
 """
 
 from __future__ import annotations
@@ -164,7 +166,7 @@ class DemoTurn:
 
 @dataclass
 class DemoRun:
-    """What :func:`run_demo` did."""
+    """What [`run_demo`][convostore.demo.run_demo] did."""
 
     url: str
     """The database URL, password hidden."""

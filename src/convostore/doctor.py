@@ -1,6 +1,6 @@
 """``convostore doctor``: check a database end to end and say what to fix.
 
-:func:`diagnose` runs the checks in order and returns one :class:`Check` each: the server
+``diagnose`` runs the checks in order and returns one ``Check`` each: the server
 answers; the driver is async; the tables exist with convostore's columns; their recorded
 migration revision is the latest; a scratch session can be written, read back and deleted;
 and the server settings convostore depends on (MySQL/MariaDB ``max_allowed_packet``, SQLite

@@ -1,31 +1,34 @@
 """The errors convostore raises.
 
-Every error derives from :class:`ConvostoreError`, so one ``except`` clause catches them
-all. Errors about a caller's input also derive from the matching built-in (``ValueError``
-or ``TypeError``), so code written for the Agents SDK's store keeps working::
+Every error derives from [`ConvostoreError`][convostore.errors.ConvostoreError], so one ``except``
+clause catches them all. Errors about a caller's input also derive from the matching built-in
+(``ValueError`` or ``TypeError``), so code written for the Agents SDK's store keeps working. The
+whole tree:
 
-    ConvostoreError
-    ├── ConfigurationError           bad table names, URLs or options (at construction)
-    │   ├── UnsupportedDriverError   a sync-only driver in the URL
-    │   └── EventLoopError           an engine used from an event loop it cannot serve
-    ├── InvalidInputError            (also ValueError) a call's arguments, nothing written
-    │   ├── InvalidSessionIdError
-    │   ├── InvalidLimitError
-    │   ├── InvalidIdempotencyKeyError
-    │   ├── InvalidItemError         (also TypeError) not a dict, not JSON, ...
-    │   ├── PayloadTooLargeError     larger than the server (or a configured limit) accepts
-    │   └── InvalidCursorError       a listing cursor that this store did not hand out
-    ├── SessionNotFoundError         (also LookupError) no session has that id
-    ├── SessionExistsError           an import found the session already stored
-    ├── SchemaError                  tables missing, or not laid out as convostore expects
-    ├── MissingDependencyError       (also ModuleNotFoundError) an optional package is missing
-    ├── DecryptionError              an encrypted item cannot be decrypted with the keys given
-    └── StorageError                 the database failed; the driver's error is the __cause__
-        └── CommitOutcomeUnknownError  the connection died while COMMIT was in flight
+```text
+ConvostoreError
+├── ConfigurationError           bad table names, URLs or options (at construction)
+│   ├── UnsupportedDriverError   a sync-only driver in the URL
+│   └── EventLoopError           an engine used from an event loop it cannot serve
+├── InvalidInputError            (also ValueError) a call's arguments, nothing written
+│   ├── InvalidSessionIdError
+│   ├── InvalidLimitError
+│   ├── InvalidIdempotencyKeyError
+│   ├── InvalidItemError         (also TypeError) not a dict, not JSON, ...
+│   ├── PayloadTooLargeError     larger than the server (or a configured limit) accepts
+│   └── InvalidCursorError       a listing cursor that this store did not hand out
+├── SessionNotFoundError         (also LookupError) no session has that id
+├── SessionExistsError           an import found the session already stored
+├── SchemaError                  tables missing, or not laid out as convostore expects
+├── MissingDependencyError       (also ModuleNotFoundError) an optional package is missing
+├── DecryptionError              an encrypted item cannot be decrypted with the keys given
+└── StorageError                 the database failed; the driver's error is the __cause__
+    └── CommitOutcomeUnknownError  the connection died while COMMIT was in flight
+```
 
 Errors carry what they are about as attributes (``SessionNotFoundError.session_id``,
-``PayloadTooLargeError.size`` ...), so programs need not parse messages. This module's path
-is frozen: released migration revisions import :class:`SchemaError` from it.
+``PayloadTooLargeError.size`` ...), so programs need not parse messages. This module's path is
+frozen: released migration revisions import [`SchemaError`][convostore.errors.SchemaError] from it.
 """
 
 from __future__ import annotations
@@ -118,7 +121,10 @@ class PayloadTooLargeError(InvalidInputError):
 
 
 class InvalidCursorError(InvalidInputError):
-    """A listing cursor is malformed or was not handed out by :meth:`SessionStore.list_sessions`."""
+    """A listing cursor is malformed or was not handed out by this store.
+
+    Cursors come from [`SessionStore.list_sessions`][convostore.SessionStore.list_sessions].
+    """
 
 
 class _AboutASession(ConvostoreError):

@@ -1,32 +1,34 @@
 """Run convostore's Alembic migrations from Python, on an application's own engine.
 
-Usage::
+Usage:
 
-    import convostore
+```python
+import convostore
 
-    engine = convostore.engine_from_url("postgresql://app@db/agents")
-    await convostore.migrate.upgrade(engine)  # to the latest revision ("head")
-    await convostore.migrate.upgrade(engine, sessions_table="chat_sessions",
-                                     messages_table="chat_items")
-    assert await convostore.migrate.current(engine) == (convostore.migrate.head(),)
+engine = convostore.engine_from_url("postgresql://app@db/agents")
+await convostore.migrate.upgrade(engine)  # to the latest revision ("head")
+await convostore.migrate.upgrade(engine, sessions_table="chat_sessions",
+                                 messages_table="chat_items")
+assert await convostore.migrate.current(engine) == (convostore.migrate.head(),)
+```
 
 The migration scripts ship inside the package (``convostore:migrations``); the command line
 (``convostore migrate upgrade head``) and an application's own ``alembic.ini`` (a section with
-``script_location = convostore:migrations``) run the same scripts. convostore records its
-revision in a version table of its own (:data:`DEFAULT_VERSION_TABLE`), so its history lives
-beside an application's ``alembic_version`` without touching it.
+``script_location = convostore:migrations``) run the same scripts. convostore records its revision
+in a version table of its own ([`DEFAULT_VERSION_TABLE`][convostore.migrate.DEFAULT_VERSION_TABLE]),
+so its history lives beside an application's ``alembic_version`` without touching it.
 
 **Frozen.** The released revisions (``migrations/versions/0001`` to ``0004``) import two
 names, and released revisions never change; so these keep their module, name and behaviour
 for as long as those revisions ship:
 
-- ``convostore.migrate.revision_names`` (:func:`revision_names`), and
+- ``convostore.migrate.revision_names`` ([`revision_names`][convostore.migrate.revision_names]), and
 - ``convostore.errors.SchemaError``.
 
-**Deprecated** for one release, each use warning with ``DeprecationWarning``: calling the
-module (``convostore.migrate(engine)``; it was a function) and ``convostore.migrate.migrate``,
-both now :func:`upgrade`; and env.py's and ``create_tables``' helpers, now private (the list
-is in ``convostore._migrate_deprecated``).
+**Deprecated** for one release, each use warning with ``DeprecationWarning``: calling the module
+(``convostore.migrate(engine)``; it was a function) and ``convostore.migrate.migrate``, both now
+[`upgrade`][convostore.migrate.upgrade]; and env.py's and ``create_tables``' helpers, now private
+(the list is in ``convostore._migrate_deprecated``).
 
 Alembic is imported on first use, so ``import convostore`` stays light.
 """
@@ -89,9 +91,10 @@ _VERSION_SUFFIX = "_alembic_version"
 def version_table_for(sessions_table: str = DEFAULT_SESSIONS_TABLE) -> str:
     """Return the default version table of a store whose sessions table is ``sessions_table``.
 
-    With the default table names it is :data:`DEFAULT_VERSION_TABLE`; with another sessions
-    table it is ``<sessions_table>_alembic_version``, so two stores with different table names
-    in one database (or schema) keep separate histories.
+    With the default table names it is
+    [`DEFAULT_VERSION_TABLE`][convostore.migrate.DEFAULT_VERSION_TABLE]; with another sessions table
+    it is ``<sessions_table>_alembic_version``, so two stores with different table names in one
+    database (or schema) keep separate histories.
 
     Raises:
         ConfigurationError: The derived name is longer than 63 characters; pass
@@ -122,7 +125,10 @@ class MigrationOptions:
     """PostgreSQL schema (MySQL: database) holding the tables and the version table."""
 
     version_table: str = field(default="")
-    """Alembic's version table; empty means :func:`version_table_for` the sessions table."""
+    """Alembic's version table; empty means the sessions table's default.
+
+    That default is what [`version_table_for`][convostore.migrate.version_table_for] returns.
+    """
 
     def __post_init__(self) -> None:
         build_tables(self.sessions_table, self.messages_table, self.schema)  # validates names
@@ -200,8 +206,9 @@ def revision_names(context: MigrationContext) -> tuple[str, str, str | None]:
     """The sessions table, messages table and schema a revision applies to.
 
     Revisions call it with ``op.get_context()``; the names are those
-    :meth:`MigrationOptions.context_options` gave the context (the defaults if none were).
-    Frozen: the released revisions import it, so its module, name and result never change.
+    [`MigrationOptions.context_options`][convostore.migrate.MigrationOptions.context_options] gave
+    the context (the defaults if none were). Frozen: the released revisions import it, so its
+    module, name and result never change.
     """
     names = context.opts.get("convostore") or {}
     return (
@@ -288,7 +295,10 @@ def head() -> str:
 
 
 def history() -> list[str]:
-    """Return the revisions from the first to :func:`head`, each as ``"<id>: <message>"``."""
+    """Return the revisions, oldest first, each as ``"<id>: <message>"``.
+
+    The last one is [`head`][convostore.migrate.head].
+    """
     scripts = list(script_directory().walk_revisions())
     return [f"{s.revision}: {s.doc}" for s in reversed(scripts)]
 
@@ -297,10 +307,13 @@ def history() -> list[str]:
 
 
 class StoreNames(TypedDict, total=False):
-    """Which store a command applies to: the keyword arguments of :func:`upgrade` and others.
+    """Which store a command applies to.
 
-    Each key is optional, and means what the :class:`MigrationOptions` field of its name
-    means, with the same default.
+    The keyword arguments of [`upgrade`][convostore.migrate.upgrade] and the other commands.
+
+    Each key is optional, and means what the
+    [`MigrationOptions`][convostore.migrate.MigrationOptions] field of its name means, with the same
+    default.
     """
 
     sessions_table: str
@@ -338,8 +351,8 @@ async def upgrade(engine: AsyncEngine, revision: str = "head", **names: Unpack[S
     Args:
         engine: The application's async engine (not disposed here).
         revision: The target revision.
-        **names: Which store (:class:`StoreNames`): ``sessions_table``, ``messages_table``,
-            ``schema``, ``version_table``.
+        **names: Which store ([`StoreNames`][convostore.migrate.StoreNames]): ``sessions_table``,
+            ``messages_table``, ``schema``, ``version_table``.
 
     Raises:
         ConfigurationError: A name is unusable, or ``engine`` is not an ``AsyncEngine``.
@@ -353,7 +366,7 @@ async def upgrade(engine: AsyncEngine, revision: str = "head", **names: Unpack[S
 async def downgrade(engine: AsyncEngine, revision: str, **names: Unpack[StoreNames]) -> None:
     """Downgrade convostore's tables to ``revision``; ``"base"`` drops them (and their data).
 
-    Arguments as for :func:`upgrade`.
+    Arguments as for [`upgrade`][convostore.migrate.upgrade].
     """
     from alembic import command
 
@@ -364,7 +377,7 @@ async def downgrade(engine: AsyncEngine, revision: str, **names: Unpack[StoreNam
 async def stamp(engine: AsyncEngine, revision: str, **names: Unpack[StoreNames]) -> None:
     """Record ``revision`` in the version table without running any migration.
 
-    Arguments as for :func:`upgrade`.
+    Arguments as for [`upgrade`][convostore.migrate.upgrade].
     """
     from alembic import command
 
@@ -375,7 +388,7 @@ async def stamp(engine: AsyncEngine, revision: str, **names: Unpack[StoreNames])
 async def current(engine: AsyncEngine, **names: Unpack[StoreNames]) -> tuple[str, ...]:
     """Return the revisions recorded in the store's version table (empty: never migrated).
 
-    Arguments as for :func:`upgrade`.
+    Arguments as for [`upgrade`][convostore.migrate.upgrade].
     """
     options = MigrationOptions(**names)
     async with engine.connect() as conn:

@@ -1,20 +1,23 @@
 """Test an agent without a model provider: a scripted Agents SDK model and its output items.
 
-Needs the Agents SDK (``pip install 'convostore[agents]'``); no network and no API key::
+Needs the Agents SDK (``pip install 'convostore[agents]'``); no network and no API key:
 
-    from agents import Agent, Runner
-    from convostore.testing import ScriptedModel, message
+```python
+from agents import Agent, Runner
+from convostore.testing import ScriptedModel, message
 
-    model = ScriptedModel([[message("Hello!")], [message("Hello again!")]])
-    agent = Agent(name="assistant", model=model)
-    result = await Runner.run(agent, "Hi", session=session)
-    assert result.final_output == "Hello!"
-    assert model.inputs[0][-1] == {"role": "user", "content": "Hi"}
+model = ScriptedModel([[message("Hello!")], [message("Hello again!")]])
+agent = Agent(name="assistant", model=model)
+result = await Runner.run(agent, "Hi", session=session)
+assert result.final_output == "Hello!"
+assert model.inputs[0][-1] == {"role": "user", "content": "Hi"}
+```
 
-:class:`ScriptedModel` answers each request from a script: a list of outputs, or a
-:data:`Responder` that reads the request's input (the history the session handed back and the
-new turn). :func:`message`, :func:`function_call` and :func:`reasoning` build the output items
-a script returns. ``convostore.demo`` runs its conversation on this model.
+[`ScriptedModel`][convostore.testing.ScriptedModel] answers each request from a script: a list of
+outputs, or a [`Responder`][convostore.testing.Responder] that reads the request's input (the
+history the session handed back and the new turn). [`message`][convostore.testing.message],
+[`function_call`][convostore.testing.function_call] and [`reasoning`][convostore.testing.reasoning]
+build the output items a script returns. ``convostore.demo`` runs its conversation on this model.
 """
 
 from __future__ import annotations
@@ -104,10 +107,11 @@ class ScriptedModel(Model):
     """An Agents SDK model that answers from a script: no network, no API key.
 
     Args:
-        script: Either a :data:`Responder` (called with each request's input items), or the
-            outputs of successive requests, in order.
-        record_inputs: Keep every request's input in :attr:`inputs`, so a test can check
-            what history the runner sent. Turn it off in a long-running server.
+        script: Either a [`Responder`][convostore.testing.Responder] (called with each request's
+            input items), or the outputs of successive requests, in order.
+        record_inputs: Keep every request's input in
+            [`inputs`][convostore.testing.ScriptedModel.inputs], so a test can check what history
+            the runner sent. Turn it off in a long-running server.
 
     Only the input of a request counts: the model settings, tools, output schema, handoffs,
     tracing and prompt the runner passes with it (the rest of the Agents SDK's ``Model``

@@ -6,7 +6,7 @@ text is longer than the store's chunk size is therefore stored in pieces:
 
 - its message row holds the first ``chunk_chars`` characters in ``message_data`` and the
   number of further pieces in ``chunk_count`` (0, the default, for every item that fits);
-- the chunks table (``<messages>_chunks``, see :func:`convostore._db.schema.chunks_table_name`)
+- the chunks table (``<messages>_chunks``, see ``convostore._db.schema.chunks_table_name``)
   holds the other pieces, keyed ``(session_id, position, chunk_no)`` with ``chunk_no`` from 1,
   with a foreign key to the message row ``ON DELETE CASCADE``: every path that deletes an
   item (pop, clear, trim, prune, delete) deletes its chunks with it.

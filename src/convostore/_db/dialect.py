@@ -1,7 +1,7 @@
 """What convostore knows about each backend: its error codes, and what its SQL can do.
 
-A driver error is *classified* (:func:`classify`: try again, the connection is gone, or
-permanent) for the retry runner, and *translated* (:func:`translate`) into the convostore
+A driver error is *classified* (``classify``: try again, the connection is gone, or
+permanent) for the retry runner, and *translated* (``translate``) into the convostore
 error a caller sees, the driver's text kept and never the URL. The capabilities say which
 statement shapes a backend has (an append in one statement, ``DELETE ... RETURNING``).
 """

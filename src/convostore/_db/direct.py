@@ -3,20 +3,20 @@
 SQLAlchemy Core spends, per statement, about as much CPU as a local database needs to
 answer a short one: it computes the statement's cache key, builds an execution context,
 wraps the cursor in a result and every row in a ``Row`` (bench/layers.py). convostore's
-statements are few and fixed (:class:`~convostore._db.statements.Statements`), so the hot
+statements are few and fixed (``Statements``), so the hot
 ones are compiled once per dialect, by SQLAlchemy, from the same ``Table`` objects, and run
 on the DBAPI cursor of the very connection SQLAlchemy checked out of the pool: the same
 transaction, the same pool settings, the same bind and result processing of every column
 type (``type.dialect_impl(dialect)``'s processors).
 
-This is only done while nothing watches the engine's statements (:mod:`.watching`), for the
+This is only done while nothing watches the engine's statements (``_db.watching``), for the
 drivers convostore ships with. Any execute, cursor, error or driver-execution listener,
 echo or engine logging turns it off, and the work goes
 through ``Connection.execute`` as before, so instrumentation never goes silent. A statement
 that cannot be run this way (an expanding ``IN``, a Python-side column default, one built
 for a single call) always goes through ``Connection.execute``.
 
-Driver errors come out as SQLAlchemy's :class:`~sqlalchemy.exc.DBAPIError`, the connection
+Driver errors come out as SQLAlchemy's ``DBAPIError``, the connection
 invalidated on a disconnect, exactly as from ``Connection.execute``: the runner's retry
 rules see no difference.
 """
@@ -74,7 +74,7 @@ class Result(Protocol):
 
 
 class Executor(Protocol):
-    """What units of work run statements on: a ``Connection``, or :func:`executor`'s answer."""
+    """What units of work run statements on: a ``Connection``, or ``executor``'s answer."""
 
     @property
     def dialect(self) -> Dialect: ...
@@ -168,7 +168,7 @@ class _Plan:
 
 
 class _Compiled:
-    """The plans of one :class:`Statements` on one dialect, made as statements are first run."""
+    """The plans of one ``Statements`` on one dialect, made as statements are first run."""
 
     def __init__(self, statements: Statements, dialect: Dialect) -> None:
         self.dialect = dialect
@@ -230,7 +230,7 @@ def _compiled(statements: Statements, dialect: Dialect) -> _Compiled:
 
 
 class _Direct:
-    """An :class:`Executor` that runs the hot statements on ``conn``'s DBAPI cursor."""
+    """An ``Executor`` that runs the hot statements on ``conn``'s DBAPI cursor."""
 
     def __init__(self, conn: Connection, compiled: _Compiled, read_only: bool) -> None:
         self._conn = conn

@@ -1,11 +1,11 @@
 """Engines: creating them from URLs, and the one record convostore keeps about each.
 
-SQLite needs per-connection settings before several connections (or processes) can share
-one file: write-ahead logging, so readers never wait for a writer, and a busy timeout, so a
-writer waits for the lock instead of failing at once. :func:`configure_engine` installs
-them on any engine, including one the application made itself.
+SQLite needs per-connection settings before several connections (or processes) can share one file:
+write-ahead logging, so readers never wait for a writer, and a busy timeout, so a writer waits for
+the lock instead of failing at once. [`configure_engine`][convostore.configure_engine] installs them
+on any engine, including one the application made itself.
 
-Everything else convostore remembers about an engine lives in its :class:`EngineState`,
+Everything else convostore remembers about an engine lives in its ``EngineState``,
 made the first time convostore meets the engine: the locks that serialize a shared
 connection or a SQLite file's writers, the loop its pooled connections belong to, the
 MySQL packet limit, which table sets exist, and the statements built for each table set.
@@ -51,12 +51,12 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 def engine_from_url(url: str | URL, **engine_kwargs: Any) -> AsyncEngine:
-    """Create an :class:`~sqlalchemy.ext.asyncio.AsyncEngine` ready for convostore.
+    """Create an ``AsyncEngine`` ready for convostore.
 
     Args:
-        url: Any URL accepted by :func:`convostore.to_async_url`: plain URLs get the async
-            driver (``sqlite://``, ``postgresql://``, ``mysql://`` ...).
-        **engine_kwargs: Passed to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
+        url: Any URL accepted by [`convostore.to_async_url`][convostore.to_async_url]: plain URLs
+            get the async driver (``sqlite://``, ``postgresql://``, ``mysql://`` ...).
+        **engine_kwargs: Passed to ``sqlalchemy.ext.asyncio.create_async_engine``.
 
     Returns:
         The engine, with the SQLite connection settings installed where they apply.
@@ -106,7 +106,7 @@ _POOL_ARGUMENTS = frozenset(
 def _add_sqlite_worker(
     engine: AsyncEngine, state: EngineState, async_url: URL, engine_kwargs: dict[str, Any]
 ) -> None:
-    """Give an engine on a SQLite file its synchronous twin (see :mod:`.worker`).
+    """Give an engine on a SQLite file its synchronous twin (see ``convostore._db.worker``).
 
     The twin is made from the same URL (with the standard library's driver) and the same
     engine arguments, so the application's connection settings hold on both. Its pool is
@@ -168,6 +168,7 @@ _DRIVER_EXTRAS = {
     "asyncmy": "pip install asyncmy",
     "psycopg2": "pip install psycopg2-binary",
     "psycopg": "pip install 'psycopg[binary]'",
+    "MySQLdb": "pip install mysqlclient",
 }
 
 
@@ -186,7 +187,7 @@ def configure_engine(engine: AsyncEngine) -> None:
     """Install convostore's per-connection settings on ``engine``; safe to call repeatedly.
 
     On SQLite every new connection gets ``journal_mode=WAL`` (file databases), a busy
-    timeout of :data:`SQLITE_BUSY_TIMEOUT_MS` and foreign keys. Other backends need nothing.
+    timeout of ``SQLITE_BUSY_TIMEOUT_MS`` and foreign keys. Other backends need nothing.
     """
     engine_state(engine)
 
@@ -253,10 +254,10 @@ class EngineState:
         """SQLite files, on engines convostore made: the thread that runs work in one call."""
 
     def worker_for(self, engine: AsyncEngine) -> SQLiteWorker | None:
-        """The :class:`SQLiteWorker` to run ``engine``'s work on now, or ``None``.
+        """The ``SQLiteWorker`` to run ``engine``'s work on now, or ``None``.
 
         ``None`` (SQLAlchemy's full async path) whenever the application could be watching
-        (:func:`~convostore._db.watching.unwatched`): those see every statement, as the
+        (``watching.unwatched``): those see every statement, as the
         application asked.
         """
         worker = self.worker
@@ -273,7 +274,7 @@ class EngineState:
         unlucky wait longest (bench/, docs/performance.md). Writers that take this lock first
         wait their turn in order instead; other processes still meet the busy timeout. Other
         backends lock rows, not the database, and an in-memory database has
-        :attr:`connection_lock`. Must be called from a running event loop.
+        ``connection_lock``. Must be called from a running event loop.
         """
         if not self.queues_writers:
             return None
@@ -300,7 +301,7 @@ _states_guard = threading.Lock()
 
 
 def engine_state(engine: AsyncEngine) -> EngineState:
-    """Return the :class:`EngineState` of ``engine``, made (and the engine configured) once."""
+    """Return the ``EngineState`` of ``engine``, made (and the engine configured) once."""
     sync_engine = engine.sync_engine
     state = _states.get(sync_engine)
     if state is not None:
@@ -359,7 +360,7 @@ class Database:
     """The tables the statements are for."""
 
     statements: Statements
-    """The prebuilt statements for :attr:`tables` on this backend."""
+    """The prebuilt statements for ``tables`` on this backend."""
 
     @classmethod
     def of(cls, engine: AsyncEngine, tables: Tables) -> Database:

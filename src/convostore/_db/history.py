@@ -19,9 +19,9 @@ run one after the other while writers of different sessions never wait for each 
   session row, then delete its items and the row.
 - ``get``: one indexed range scan on the messages primary key.
 
-The functions take a :class:`~convostore._db.engine.Database` and plain data, and return
-decoded items; the statements come from :mod:`convostore._db.statements`, the execution
-from :mod:`convostore._db.runner`.
+The functions take a ``convostore._db.engine.Database`` and plain data, and return decoded
+items; the statements come from ``convostore._db.statements``, the execution from
+``convostore._db.runner``.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ async def add(
 
 
 class _Add:
-    """One add's transaction: :meth:`run` writes it, :meth:`committed` checks a lost COMMIT.
+    """One add's transaction: ``run`` writes it, ``committed`` checks a lost COMMIT.
 
     ``run`` records the position and timestamp of its last try, which ``committed`` looks
     for; nothing else is shared between them.

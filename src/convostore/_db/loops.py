@@ -7,14 +7,14 @@ what a sync web app does when each worker thread calls ``asyncio.run`` or
 ``Runner.run_sync``. SQLAlchemy's own rule: do not share a pooled engine between loops;
 ``dispose()`` it before another loop uses it, or use ``NullPool``.
 
-- :class:`LoopEngines` is what a session or store opened from a URL holds: one engine per
+- ``LoopEngines`` is what a session or store opened from a URL holds: one engine per
   event loop, made on demand from the same URL and options, so one object can be shared by
   threads that each run their own loop. An in-memory SQLite database is one connection that
   is the database itself; it is never duplicated, and its connection (aiosqlite runs it on
   a thread of its own) serves every loop, one caller at a time.
-- :func:`check_loop` guards an engine the application passed in: used from a loop other
-  than the one its pooled connections belong to, it raises :class:`EventLoopError` at once
-  instead of hanging or failing deep in the driver.
+- ``check_loop`` guards an engine the application passed in: used from a loop other than the one its
+  pooled connections belong to, it raises [`EventLoopError`][convostore.errors.EventLoopError] at
+  once instead of hanging or failing deep in the driver.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def _dispose_when_loop_ends(engine: AsyncEngine) -> AsyncGenerator[None, None]:
 
 
 def check_loop(engine: AsyncEngine) -> AsyncEngine:
-    """Return ``engine`` if it can serve the running loop; raise :class:`EventLoopError` if not.
+    """Return ``engine`` if it can serve the running loop; raise ``EventLoopError`` if not.
 
     A pool that holds connections opened on another event loop cannot serve this one. A
     pool with no connections (new, or after ``await engine.dispose()``) may move to a new

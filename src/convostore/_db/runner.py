@@ -4,17 +4,17 @@ The rules:
 
 - A transaction that failed with a transient error (deadlock, serialization failure, lock
   wait timeout, SQLite busy) never committed: it is run again from the start, with jittered
-  exponential backoff, within the bounds of a :class:`RetryPolicy`.
+  exponential backoff, within the bounds of a [`RetryPolicy`][convostore.RetryPolicy].
 - So is one whose connection was lost *before* COMMIT was sent, or that could not get a
   connection at all (the server is restarting: connection refused, "shutting down",
   "starting up"). SQLAlchemy invalidates the pool when it sees a disconnect, so the next try
   runs on a fresh connection: stale pooled connections left by a restart cost one failed
   statement each, never an error for the caller, and nothing (no pre-ping) in normal times.
-- A connection lost while COMMIT was in flight leaves the outcome unknown. If the caller
-  gave a way to find out (``verify``), it is asked on a new connection once the server
-  answers again: a write that did not commit is run again, one that did is reported as
-  done. Otherwise :class:`~convostore.errors.CommitOutcomeUnknownError` is raised; the
-  write is never repeated blindly.
+- A connection lost while COMMIT was in flight leaves the outcome unknown. If the caller gave a way
+  to find out (``verify``), it is asked on a new connection once the server answers again: a write
+  that did not commit is run again, one that did is reported as done. Otherwise
+  [`CommitOutcomeUnknownError`][convostore.errors.CommitOutcomeUnknownError] is raised; the write is
+  never repeated blindly.
 - Permanent errors (bad credentials, unknown database, missing tables, a payload the server
   refuses) are raised at once.
 - Writes are shielded from cancellation: a cancelled caller still gets ``CancelledError``,
@@ -23,11 +23,10 @@ The rules:
 - Driver errors come out as convostore errors, the driver's exception chained as the cause.
   Messages carry the driver's text, never the URL: no password reaches them.
 
-A unit of work is a plain function of a synchronous
-:class:`~sqlalchemy.engine.Connection`: it runs through ``AsyncConnection.run_sync`` (one
-greenlet for the whole unit instead of one per statement) or, on a SQLite file, in one call
-on a thread that keeps a connection (:mod:`.worker`). Either way it is SQLAlchemy Core,
-statement by statement, with the same events.
+A unit of work is a plain function of a synchronous SQLAlchemy ``Connection``: it runs through
+``AsyncConnection.run_sync`` (one greenlet for the whole unit instead of one per statement) or, on a
+SQLite file, in one call on a thread that keeps a connection (``convostore._db.worker``). Either way
+it is SQLAlchemy Core, statement by statement, with the same events.
 """
 
 from __future__ import annotations
@@ -90,7 +89,7 @@ async def run_write(
     ``work`` may run more than once, so it must do nothing but SQL on the connection it
     is given. The call is shielded from cancellation (see the module docstring). On a
     SQLite file, writers of one engine in this process take turns in order
-    (:meth:`EngineState.writer_lock`).
+    (``EngineState.writer_lock``).
 
     Args:
         db: The engine to run on, with its state.
@@ -100,10 +99,10 @@ async def run_write(
             connection to tell whether the last try of ``work`` committed (it may read what
             ``work`` left in its closure). ``True``: the write is done and the value ``work``
             returned is returned; ``False``: ``work`` runs again; ``None``, or no ``verify``:
-            :class:`~convostore.errors.CommitOutcomeUnknownError` is raised.
+            [`CommitOutcomeUnknownError`][convostore.errors.CommitOutcomeUnknownError] is raised.
         one_statement: ``work`` is one statement, atomic by itself: on PostgreSQL it runs
             in autocommit (no BEGIN and COMMIT round trips). ``work`` must then raise
-            :class:`Committing` for an error of that statement, whose outcome a lost
+            ``Committing`` for an error of that statement, whose outcome a lost
             connection leaves unknown.
 
     Raises:
@@ -133,7 +132,7 @@ async def run_read(
 ) -> T:
     """Run the read-only ``work`` on one connection, retrying it on transient errors.
 
-    ``work`` may raise :class:`ReadAgain` to be run again from the start (a few times at
+    ``work`` may raise ``ReadAgain`` to be run again from the start (a few times at
     most). On PostgreSQL the read runs in autocommit: a transaction would cost two more
     round trips (BEGIN, and ROLLBACK when the connection goes back to the pool), a third
     of a tail read (bench/, docs/performance.md), and buys nothing under READ COMMITTED.
@@ -149,7 +148,7 @@ async def run_read(
 
 
 class _Clock:
-    """Counts the tries of one transaction against its :class:`RetryPolicy`."""
+    """Counts the tries of one transaction against its [`RetryPolicy`][convostore.RetryPolicy]."""
 
     def __init__(self, retry: RetryPolicy) -> None:
         self.retry = retry

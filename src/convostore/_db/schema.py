@@ -14,19 +14,19 @@ Four tables, all keyed by ``session_id`` so that every hot query stays on one se
     ``message_data``, and ``created_at``. The primary key is the order of the conversation
     and the index that serves ``ORDER BY position DESC LIMIT n`` without a sort.
 
-``<messages>_chunks`` (see :func:`chunks_table_name`)
+``<messages>_chunks`` (see ``chunks_table_name``)
     The pieces of items too large for one row (``convostore._db.chunks``): primary key
     ``(session_id, position, chunk_no)``, the text in ``data``, and a foreign key to the
     message row with ``ON DELETE CASCADE``. The message row's ``chunk_count`` says how many
     pieces follow its ``message_data`` (0 for every item that fits in one row).
 
-``<sessions>_keys`` (see :func:`keys_table_name`)
+``<sessions>_keys`` (see ``keys_table_name``)
     The idempotency keys of keyed ``add_items`` calls: primary key ``(session_id,
     idempotency_key)``, ``created_at`` (indexed, for pruning), and a foreign key to the
     session with ``ON DELETE CASCADE``, so deleting a session forgets its keys.
 
-Use :func:`build_tables` to get the :class:`Tables` (and their :class:`~sqlalchemy.MetaData`)
-for a pair of table names.
+Use [`build_tables`][convostore.build_tables] to get the [`Tables`][convostore.Tables] (and their
+``MetaData``) for a pair of table names.
 """
 
 from __future__ import annotations
@@ -301,8 +301,8 @@ def build_tables(
 ) -> Tables:
     """Return the convostore tables for these names, built once per distinct set of names.
 
-    The same arguments always return the same :class:`Tables` object, so statements built on
-    it hit SQLAlchemy's compiled-statement cache.
+    The same arguments always return the same [`Tables`][convostore.Tables] object, so statements
+    built on it hit SQLAlchemy's compiled-statement cache.
 
     Args:
         sessions_table: Name of the sessions table.

@@ -4,7 +4,7 @@ Statements are SQLAlchemy Core objects bound with parameters (never values in SQ
 SQLAlchemy's compiled cache serves every call after the first. Each one filters by equality
 on ``session_id``: a session's rows are one index range, and the tables can be partitioned
 or distributed by ``session_id`` without changing a query. This module builds statements;
-it runs nothing (:mod:`convostore._db.history` and the maintenance operations do).
+it runs nothing (``convostore._db.history`` and the maintenance operations do).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Whether anything but convostore watches an engine: the condition for every fast path.
 
 convostore runs some work without SQLAlchemy's per-statement machinery (a SQLite file's
-worker thread, hot statements on the driver's cursor: :mod:`.worker`, :mod:`.direct`). An
+worker thread, hot statements on the driver's cursor: ``_db.worker``, ``_db.direct``). An
 application that watches its engine must still see every statement, so a fast path is taken
 only while nobody does: echo and SQLAlchemy's engine logging are off, and the engine's
 execution, dialect and pool events have no listener convostore did not install itself
@@ -115,8 +115,8 @@ def adopt(engine: Engine, *, made_here: bool) -> None:
     """Take ``engine``'s current listeners as convostore's own: later ones mean "watched".
 
     Called once convostore has installed its listeners. ``made_here``: convostore made the
-    engine, so every listener on it is convostore's or SQLAlchemy's, and :func:`unwatched`
-    can answer; for an application's engine only :func:`statements_unwatched` can, and only
+    engine, so every listener on it is convostore's or SQLAlchemy's, and ``unwatched``
+    can answer; for an application's engine only ``statements_unwatched`` can, and only
     if it had no statement listener when convostore met it.
     """
     with _guard:

@@ -13,9 +13,9 @@ Two lanes, each one thread with one connection: writes take turns on one (SQLite
 connection write at a time, so a queue in order is the fastest way through), reads run on the
 other and never wait behind a writer's ``fsync``.
 
-Which engines take this path is decided in :mod:`convostore._db.engine`: engines convostore
+Which engines take this path is decided in ``convostore._db.engine``: engines convostore
 makes from a URL, for a database file, while nothing listens to the application-facing
-engine (see :meth:`~convostore._db.engine.EngineState.worker_for`).
+engine (see ``EngineState.worker_for``).
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class SQLiteWorker:
 def commit_after(work: Callable[[Connection], T]) -> Callable[[Connection], T]:
     """``work``, then COMMIT; rolled back if ``work`` raises.
 
-    The returned function raises :class:`Committing` when COMMIT itself fails: whether the
+    The returned function raises ``Committing`` when COMMIT itself fails: whether the
     transaction was stored is then unknown, and the caller decides what to do.
     """
 

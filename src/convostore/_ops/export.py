@@ -1,16 +1,18 @@
 """Export sessions as JSON Lines, one session per line, streaming.
 
-One line per session::
+One line per session:
 
-    {"convostore": 1, "session_id": "conv-42", "user_id": "user-7",
-     "metadata": {"title": "Trip to Oslo"}, "created_at": "2026-11-02T10:00:00+00:00",
-     "updated_at": "2026-11-02T10:05:12.123456+00:00", "first_position": 0,
-     "next_position": 12, "items": [{"role": "user", "content": "Hello"}, ...]}
+```text
+{"convostore": 1, "session_id": "conv-42", "user_id": "user-7",
+ "metadata": {"title": "Trip to Oslo"}, "created_at": "2026-11-02T10:00:00+00:00",
+ "updated_at": "2026-11-02T10:05:12.123456+00:00", "first_position": 0,
+ "next_position": 12, "items": [{"role": "user", "content": "Hello"}, ...]}
+```
 
 Items are in the order they were added; item ``i`` had position ``first_position + i``.
 The exporter reads sessions and items in keyset batches and writes each item's stored JSON
 text straight to the output, so exporting a million items needs no more memory than one
-batch, however the items are spread over sessions. :mod:`convostore._ops.import_` reads the
+batch, however the items are spread over sessions. ``convostore._ops.import_`` reads the
 lines back.
 """
 

@@ -1,10 +1,10 @@
 """Import sessions from JSON Lines written by the exporter, exactly.
 
-The importer reads a line at a time (its memory is one session's items) and writes sessions
-in transactions of a bounded number of items. It stores each session with the same ids,
-metadata, times, items, order and positions; a session that already exists is refused
-(:class:`~convostore.errors.SessionExistsError`, with the sessions before it stored) or,
-with ``on_existing="skip"``, skipped and reported.
+The importer reads a line at a time (its memory is one session's items) and writes sessions in
+transactions of a bounded number of items. It stores each session with the same ids, metadata,
+times, items, order and positions; a session that already exists is refused
+([`SessionExistsError`][convostore.errors.SessionExistsError], with the sessions before it stored)
+or, with ``on_existing="skip"``, skipped and reported.
 """
 
 from __future__ import annotations
@@ -59,14 +59,14 @@ async def import_sessions(
     on_existing: str = "error",
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
-    """Store the sessions of JSON Lines written by :func:`export_sessions`.
+    """Store the sessions of JSON Lines written by ``export_sessions``.
 
     Args:
         ctx: The store's context.
         lines: The input, a line at a time (an open text file works).
         on_existing: ``"error"`` to stop at a session that already exists, raising
-            :class:`SessionExistsError` (the sessions before it stay stored); ``"skip"`` to
-            leave it as it is and go on.
+            [`SessionExistsError`][convostore.errors.SessionExistsError] (the sessions before it
+            stay stored); ``"skip"`` to leave it as it is and go on.
         progress: Called after each transaction with the sessions and items it covered
             (skipped sessions included).
 

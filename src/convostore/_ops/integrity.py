@@ -3,10 +3,12 @@
 convostore only stores JSON it has checked, so such a row was written by something else (a
 hand-made ``UPDATE``, another tool, a damaged disk). Reads and pops skip it and log it at
 ``WARNING`` with its session and position; ``SessionStore.find_corrupt_items`` lists every one, for
-repair or deletion::
+repair or deletion:
 
-    for bad in await store.find_corrupt_items():
-        print(bad.session_id, bad.position, bad.error)
+```python
+for bad in await store.find_corrupt_items():
+    print(bad.session_id, bad.position, bad.error)
+```
 
 The scan walks the messages table in primary-key order, one page per statement, so its
 memory is one page whatever the table's size.

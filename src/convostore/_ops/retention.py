@@ -1,15 +1,15 @@
 """Retention: delete whole sessions in bounded batches, and forget old idempotency keys.
 
-:func:`delete_sessions` removes the sessions matching a condition (not updated since a
+``delete_sessions`` removes the sessions matching a condition (not updated since a
 cutoff, belonging to a user, one id) a batch at a time. Each batch is one short transaction
 that deletes its sessions one by one through the one delete path
-(:func:`convostore._db.history.delete_session`): each session's row is locked by equality on
+(``convostore._db.history.delete_session``): each session's row is locked by equality on
 its id, *re-checking the condition*, so a session written to since it was picked is left
 alone. A batch holds at most ``batch_size`` sessions and, unless one session alone is
 larger, ``max_batch_items`` items. Sessions are locked in id order, so two prunes never
 deadlock on each other.
 
-Trimming a session's oldest items is a history operation (:func:`convostore._db.history.trim`).
+Trimming a session's oldest items is a history operation (``convostore._db.history.trim``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Session records: read one, change one, list them a page at a time, count them.
 
 Listing pages by keyset on ``(updated_at, session_id)``, newest first; the cursor handed out
-with a page is that position, opaque to callers (:func:`encode_cursor`).
+with a page is that position, opaque to callers (``encode_cursor``).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def encode_cursor(updated_at: dt.datetime, session_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
-    """Return the keyset position of a cursor from :func:`encode_cursor`.
+    """Return the keyset position of a cursor from ``encode_cursor``.
 
     Raises:
         InvalidCursorError: The cursor is malformed.

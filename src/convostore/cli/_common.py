@@ -1,9 +1,9 @@
 """How every command reports a failure: one ``Error: ...`` line, never a traceback.
 
-Each command's callback is wrapped in :func:`reports_errors`, the one place where errors
+Each command's callback is wrapped in ``reports_errors``, the one place where errors
 become click's: click prints them on standard error and exits with status 1, or 2 for an
 unusable option (with the usage line). A command that knows its database names it with
-:func:`about_database`, so connection errors say which database, without its password.
+``about_database``, so connection errors say which database, without its password.
 
 What each error becomes:
 

@@ -73,7 +73,7 @@ def describe_duration(duration: dt.timedelta) -> str:
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]
-    """A click parameter type for :func:`parse_duration`."""
+    """A click parameter type for ``parse_duration``."""
 
     name = "duration"
 

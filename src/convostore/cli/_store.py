@@ -90,7 +90,7 @@ class StoreOptions:
 def store_options(command: F) -> F:
     """Add ``--url``, ``--sessions-table``, ``--messages-table`` and ``--schema`` to a command.
 
-    The command receives them as one keyword argument, ``target`` (a :class:`StoreOptions`).
+    The command receives them as one keyword argument, ``target`` (a ``StoreOptions``).
     """
 
     @functools.wraps(command)
@@ -147,7 +147,7 @@ def run(
     """Run ``work(store)`` to the end in an event loop of its own, then close the store.
 
     With ``check_reachable``, the database is first connected to once, so an unreachable
-    server is reported at once. Errors are left to :func:`~._common.reports_errors`.
+    server is reported at once. Errors are left to ``reports_errors``.
     """
 
     async def main() -> T:

@@ -70,8 +70,8 @@ def _load_demo() -> ModuleType:
         if exc.name not in ("agents", "openai"):
             raise
         raise MissingDependencyError(
-            f"the demo needs the OpenAI Agents SDK (openai-agents), which is not installed.\n"
-            f"Install it with: {_INSTALL_HINT}",
+            f"the demo needs the OpenAI Agents SDK (openai-agents), which is not installed: "
+            f"{_INSTALL_HINT}",
             package=exc.name or "agents",
             extra=_INSTALL_HINT,
         ) from exc

@@ -1,11 +1,13 @@
 """``convostore migrate``: run convostore's packaged Alembic migrations.
 
 A thin wrapper over Alembic's command API on the scripts shipped in the package, for users
-who installed convostore and have no ``alembic.ini``::
+who installed convostore and have no ``alembic.ini``:
 
-    convostore migrate --url postgresql://app@db/agents upgrade head
-    CONVOSTORE_URL=mysql://app@db/agents convostore migrate current
-    convostore migrate --url postgresql://app@db/agents upgrade head --sql > convostore.sql
+```sh
+convostore migrate --url postgresql://app@db/agents upgrade head
+CONVOSTORE_URL=mysql://app@db/agents convostore migrate current
+convostore migrate --url postgresql://app@db/agents upgrade head --sql > convostore.sql
+```
 """
 
 from __future__ import annotations
