@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from convostore import SQLAlchemySession, engine_from_url, to_async_url
-from convostore._db.direct import executor
+from convostore._db.direct import executor, fetch_on_driver
 from convostore._db.engine import Database
 from convostore._db.schema import Tables, utcnow
 from tests._stores import session_on
@@ -211,3 +211,31 @@ async def test_a_pooled_connection_keeps_no_snapshot(engine: AsyncEngine, tables
     finally:
         await one.dispose()
         await other.dispose()
+
+
+async def test_postgresql_reads_go_straight_to_the_driver(
+    engine: AsyncEngine, tables: Tables
+) -> None:
+    """On asyncpg a read needs no transaction: one fetch on a pooled driver connection."""
+    statements = Database.of(engine, tables).statements
+    session = session_on(engine, tables)
+    await session.add_items([{"n": 0}, {"n": 1}])
+    params = {"sid": session.session_id, "lim": 1}
+    rows = await fetch_on_driver(engine, statements, statements.select_tail, params)
+    if engine.dialect.driver != "asyncpg":
+        assert rows is None  # other drivers read through run_read
+        return
+    assert rows is not None
+    assert [row[1] for row in rows] == ['{"n":1}']
+    seen: list[str] = []
+
+    def watch(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", watch)
+    try:
+        assert await fetch_on_driver(engine, statements, statements.select_tail, params) is None
+        assert await session.get_items(limit=1) == [{"n": 1}]
+        assert any("SELECT" in s for s in seen)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", watch)

@@ -39,7 +39,7 @@ from .._codec import decode_item, decode_positioned, decode_rows
 from .._config import RetryPolicy
 from . import chunks
 from .chunks import assemble, chunk_rows, split
-from .direct import Executor, executor
+from .direct import Executor, executor, fetch_on_driver
 from .engine import Database
 from .runner import run_read, run_write
 from .schema import utcnow
@@ -245,15 +245,20 @@ async def get(db: Database, session_id: str, limit: int | None, *, retry: RetryP
         # binds a larger LIMIT: a limit past that means "everything".
         limit = None
     sql = db.statements
+    params: dict[str, Any]
+    if limit is None:
+        statement, params = sql.select_all, {"sid": session_id}
+    else:
+        statement, params = sql.select_tail, {"sid": session_id, "lim": limit}
+    fetched = await fetch_on_driver(db.engine, sql, statement, params)
+    if fetched is not None and not any(row[2] for row in fetched):
+        rows = fetched if limit is None else fetched[::-1]
+        return decode_rows(session_id, [(row[0], row[1]) for row in rows])
 
     def work(connection: Connection) -> list[tuple[int, str]]:
         conn = executor(connection, sql, read_only=True)
-        if limit is None:
-            rows = (conn.execute(sql.select_all, {"sid": session_id})).all()
-        else:
-            params = {"sid": session_id, "lim": limit}
-            rows = (conn.execute(sql.select_tail, params)).all()[::-1]
-        return assemble(conn, sql, session_id, rows)
+        rows = conn.execute(statement, params).all()
+        return assemble(conn, sql, session_id, rows if limit is None else rows[::-1])
 
     return decode_rows(session_id, await run_read(db, work, retry=retry))
 
