@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement, Executable
 
 from . import watching
+from .engine import COMMITTED, engine_state
 from .statements import Statements
 
 __all__ = ["Executor", "Result", "executor", "fetch_on_driver"]
@@ -101,13 +102,15 @@ def executor(conn: Connection, statements: Statements, *, read_only: bool = Fals
 async def fetch_on_driver(
     engine: AsyncEngine, statements: Statements, statement: Executable, params: dict[str, Any]
 ) -> Sequence[Any] | None:
-    """PostgreSQL: run one read-only hot statement straight on a pooled asyncpg connection.
+    """Run one read-only hot statement straight on a pooled driver connection.
 
-    A read needs no transaction, so it needs none of SQLAlchemy's connection machinery
-    either: a connection from the engine's pool (``AsyncEngine.raw_connection()``, its
-    checkout and checkin events included), one ``fetch`` on the driver, and back. That is
-    half the CPU of the same read through an ``AsyncConnection`` (bench/layers.py), the
-    floor's own path on SQLAlchemy's pool.
+    A read needs no transaction of SQLAlchemy's, so it needs none of its connection
+    machinery either: a connection from the engine's pool (``AsyncEngine.raw_connection()``,
+    its checkout and checkin events included), the statement on the driver, and back. That
+    is half the CPU of the same read through an ``AsyncConnection`` (bench/layers.py), the
+    floor's own path on SQLAlchemy's pool. On PostgreSQL (asyncpg) the read runs in the
+    driver's autocommit. On MySQL and MariaDB it ends with the ROLLBACK that releases its
+    snapshot, and only on engines convostore made, whose pool then does not roll back again.
 
     Returns the processed rows, or ``None`` when this path does not apply (another driver,
     someone watching the statements, a statement that needs the full path) or the driver
@@ -115,7 +118,11 @@ async def fetch_on_driver(
     read is safe to run twice.
     """
     dialect = engine.dialect
-    if dialect.driver != "asyncpg" or not watching.statements_unwatched(engine.sync_engine):
+    driver_name = dialect.driver
+    mysql = driver_name in ("aiomysql", "asyncmy")
+    if driver_name != "asyncpg" and not (mysql and engine_state(engine).rolls_back_reads):
+        return None
+    if not watching.statements_unwatched(engine.sync_engine):
         return None
     plan = _compiled(statements, dialect).plan(statement, tuple(params))
     if plan is None:
@@ -126,7 +133,14 @@ async def fetch_on_driver(
         return None  # the usual path connects again, and retries or reports
     driver: Any = fairy.driver_connection
     try:
-        raw = await driver.fetch(plan.sql, *plan.arguments(params))
+        if mysql:
+            async with driver.cursor() as cursor:
+                await cursor.execute(plan.sql, plan.arguments(params))
+                raw = await cursor.fetchall()
+            await driver.rollback()
+            fairy.info[COMMITTED] = True  # rolled back just now: nothing left to reset
+        else:
+            raw = await driver.fetch(plan.sql, *plan.arguments(params))
     except BaseException as exc:
         # Whatever happened mid-statement, the connection is not used again.
         fairy.invalidate(exc if isinstance(exc, Exception) else None)

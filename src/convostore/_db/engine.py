@@ -80,6 +80,7 @@ def engine_from_url(url: str | URL, **engine_kwargs: Any) -> AsyncEngine:
         _add_sqlite_worker(engine, state, async_url, engine_kwargs)
     if own_reset:
         event.listen(engine.sync_engine, "reset", _reset_if_in_transaction)
+        state.rolls_back_reads = True
     # Made here: every listener on it now is SQLAlchemy's or convostore's.
     watching.adopt(engine.sync_engine, made_here=True)
     return engine
@@ -250,6 +251,9 @@ class EngineState:
         self._writer_locks = weakref.WeakKeyDictionary()
         self._statements: dict[Tables, Statements] = {}
         self._guard = threading.Lock()
+        self.rolls_back_reads = False
+        """MySQL and MariaDB, engines convostore made: a connection marked :data:`COMMITTED`
+        is not rolled back again when given back to the pool."""
         self.worker: SQLiteWorker | None = None
         """SQLite files, on engines convostore made: the thread that runs work in one call."""
 
