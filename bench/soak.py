@@ -21,7 +21,8 @@ what each process saw acknowledged:
   and every batch is contiguous;
 - no read or pop ever returned an item of another session.
 
-It prints operations per second and the audit's result, and exits with status 1 if the
+Once every process has connected, it says so on standard error and the processes start
+together. It prints operations per second and the audit's result, and exits with status 1 if the
 audit failed (2 if an operation raised an error that should not happen). The tables are made
 for the run and dropped at its end (``--keep`` keeps them).
 """
@@ -52,6 +53,9 @@ from convostore.migrate import version_table_for
 
 HOT_SESSIONS = 4
 """Sessions shared by every task of every process."""
+
+_READY_TIMEOUT = 120.0
+"""Seconds the processes wait for each other to start and connect."""
 
 
 def _session_ids(run: str, processes: int, per_process: int) -> tuple[list[str], list[str]]:
@@ -130,9 +134,15 @@ def _read_problems(sid: str, items: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-async def _worker_main(args: dict[str, Any], process: int) -> dict[str, Any]:
+async def _worker_main(args: dict[str, Any], process: int, ready: Any) -> dict[str, Any]:
     engine = engine_from_url(args["url"], pool_size=args["sessions"] + 2, max_overflow=4)
     tables = args["tables"]
+    # Connect before the clock starts, and start together: an engine that never connected
+    # takes a refused connection for a wrong address and does not retry it, so a process
+    # still starting when the server goes down would fail, not wait.
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql("SELECT 1")
+    await asyncio.to_thread(ready.wait, _READY_TIMEOUT)
 
     def make(sid: str) -> SQLAlchemySession:
         return SQLAlchemySession(
@@ -167,8 +177,8 @@ async def _worker_main(args: dict[str, Any], process: int) -> dict[str, Any]:
     return log
 
 
-def _worker(args: dict[str, Any], process: int, results: Any) -> None:
-    results.put((process, asyncio.run(_worker_main(args, process))))
+def _worker(args: dict[str, Any], process: int, results: Any, ready: Any) -> None:
+    results.put((process, asyncio.run(_worker_main(args, process, ready))))
 
 
 async def _audit(args: dict[str, Any], logs: list[dict[str, Any]]) -> list[str]:
@@ -272,13 +282,17 @@ def main(argv: list[str] | None = None) -> int:
     asyncio.run(_setup(args))
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
+    ready = context.Barrier(opts.processes + 1)
     workers = [
-        context.Process(target=_worker, args=(args, p, results)) for p in range(opts.processes)
+        context.Process(target=_worker, args=(args, p, results, ready))
+        for p in range(opts.processes)
     ]
     began = time.monotonic()
     for worker in workers:
         worker.start()
-    print("soak: workers started", file=sys.stderr, flush=True)
+    ready.wait(_READY_TIMEOUT)
+    # A test that restarts the server mid-run waits for this line.
+    print("soak: workers started, every one connected", file=sys.stderr, flush=True)
     logs = [results.get(timeout=opts.seconds + 300)[1] for _ in workers]
     for worker in workers:
         worker.join()

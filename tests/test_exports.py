@@ -17,6 +17,7 @@ EXPECTED = {
     "ConfigurationError",
     "ConvostoreError",
     "CorruptItem",
+    "DatabaseUnreachableError",
     "DecryptionError",
     "EncryptedSession",
     "EventLoopError",
@@ -156,3 +157,7 @@ def test_errors_carry_what_they_are_about() -> None:
     assert errors.SessionNotFoundError("x", session_id="s").session_id == "s"
     assert errors.SessionExistsError("x", session_id="s").session_id == "s"
     assert errors.DecryptionError("x", session_id="s", position=3).position == 3
+    unreachable = errors.DatabaseUnreachableError("x", host="db", port=5432)
+    assert isinstance(unreachable, errors.StorageError)
+    assert (unreachable.host, unreachable.port, unreachable.path) == ("db", 5432, None)
+    assert "DatabaseUnreachableError" in errors.__all__

@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from convostore import (
     CommitOutcomeUnknownError,
     ConvostoreError,
+    DatabaseUnreachableError,
     RetryPolicy,
     SQLAlchemySession,
     StorageError,
@@ -55,7 +56,7 @@ from convostore._db.runner import run_write as run_on_database
 from ._databases import SERVERS, backend_params, skip_or_fail
 from ._programs import free_port
 from ._proxy import Proxied
-from ._stores import session_on, unique_tables
+from ._stores import session_on, table_options, unique_tables
 
 pytestmark = pytest.mark.fault
 
@@ -401,7 +402,9 @@ def test_soak_survives_a_restart(server: PrivateServer) -> None:
             line = soak.stderr.readline()
             assert line, "bench/soak.py ended before its workers started"
             started.append(line)
-        time.sleep(2.5)  # the workers connect in about a second, then run for six
+        # Every worker has connected (one that had not would take the outage for a wrong
+        # address and fail at once); they run for six seconds from here.
+        time.sleep(2.0)
         server.restart(1.0)
         out, err = soak.communicate(timeout=180)
         err = "".join(started) + err
@@ -412,6 +415,56 @@ def test_soak_survives_a_restart(server: PrivateServer) -> None:
     assert summary["integrity"] == "OK"
     assert summary["errors"] == 0
     print(f"{server.name} soak across a restart: {summary}")
+
+
+async def test_an_engine_that_connected_waits_out_a_restart_a_new_one_fails_fast(
+    server: PrivateServer,
+) -> None:
+    """Refused while the server is down: retried by engines that had connected, at once not.
+
+    A session opened from a URL connects once; the server stops, and comes back a second
+    later. Meanwhile a new engine on the same address (never connected) raises
+    ``DatabaseUnreachableError`` at once; the session's calls wait and succeed, on its own
+    loop and on another thread's loop, whose engine is made during the outage (it shares
+    what the session's first engine knows about the address).
+    """
+    tables = unique_tables("f")
+    session = SQLAlchemySession.from_url(
+        f"fault-{uuid.uuid4().hex}", url=server.url, create_tables=True, **table_options(tables)
+    )
+    await session.add_items([{"n": 0}])
+    main_engine = session.engine
+    await asyncio.to_thread(server.stop)
+    back = threading.Thread(target=lambda: (time.sleep(1.0), server.start()))
+    back.start()
+    try:
+        began = time.monotonic()
+        async with SQLAlchemySession.from_url(
+            "never-connected", url=server.url, **table_options(tables)
+        ) as fresh:
+            with pytest.raises(DatabaseUnreachableError) as caught:
+                await fresh.get_items()
+        assert time.monotonic() - began < 1.0
+        assert (caught.value.host, caught.value.port) == ("127.0.0.1", server.port)
+        assert back.is_alive(), "the server came back before the new engine was tried"
+
+        def on_another_loop() -> tuple[list[Any], bool]:
+            async def read() -> tuple[list[Any], bool]:
+                return await session.get_items(), session.engine is not main_engine
+
+            return asyncio.run(read())
+
+        began = time.monotonic()
+        here, there = await asyncio.gather(session.get_items(), asyncio.to_thread(on_another_loop))
+        waited = time.monotonic() - began
+    finally:
+        await asyncio.to_thread(back.join)
+    assert here == [{"n": 0}]
+    assert there == ([{"n": 0}], True), "the other loop's read failed or shared the engine"
+    assert waited > 0.5, "the reads did not wait for the server"
+    await session.add_items([{"n": 1}])
+    assert await session.get_items() == [{"n": 0}, {"n": 1}]
+    await session.close()
 
 
 # -- connections cut around COMMIT ---------------------------------------------------------

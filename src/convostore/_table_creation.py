@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import _version_table
-from ._db.dialect import translate
 from ._db.engine import engine_state
 from ._db.schema import Tables
 from ._table_layout import MissingColumns, compare_layout
@@ -60,12 +60,15 @@ async def create_tables(engine: AsyncEngine, tables: Tables) -> None:
     Raises:
         SchemaError: A table of that name exists with another layout (for example one
             written by the Agents SDK's own store); the message says how to migrate it.
+        DatabaseUnreachableError: Nothing answered at the URL's address, and the engine
+            never connected there.
         StorageError: The database failed, or another worker held the lock for longer than
             ``LOCK_TIMEOUT_SECONDS``; the driver's error is chained.
     """
     dialect = engine.dialect.name
+    state = engine_state(engine)
     try:
-        shared = engine_state(engine).connection_lock
+        shared = state.connection_lock
         if shared is not None:
             async with shared:
                 await _create_locked(engine, tables, dialect)
@@ -73,8 +76,8 @@ async def create_tables(engine: AsyncEngine, tables: Tables) -> None:
             await _create_locked(engine, tables, dialect)
     except (SchemaError, StorageError):
         raise
-    except (DBAPIError, OSError) as exc:
-        raise translate(exc, dialect) from exc
+    except (DBAPIError, OSError, PoolTimeoutError) as exc:
+        raise state.error_for(exc) from exc
 
 
 async def _create_locked(engine: AsyncEngine, tables: Tables, dialect: str) -> None:

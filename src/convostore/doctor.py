@@ -16,7 +16,7 @@ from typing import Any
 
 from . import migrate
 from ._db.chunks import chunk_chars_for_packet
-from ._db.dialect import describe_connect_failure
+from ._db.dialect import Address, describe_connect_failure, explain_unreachable, nothing_answered
 from ._store import SessionStore
 from ._table_layout import compare_layout
 from .errors import ConvostoreError
@@ -61,17 +61,19 @@ async def diagnose(store: SessionStore) -> list[Check]:
             version = ".".join(map(str, engine.dialect.server_version_info or ())) or "?"
         checks.append(Check("reachable", "ok", f"{engine.dialect.name} {version} answers"))
     except Exception as exc:  # any failure to connect is the finding itself
-        reached, text = describe_connect_failure(exc)
-        checks.append(
-            Check(
-                "reachable",
-                "fail",
-                f"the server answered: {text}" if reached else f"nothing answered: {text}",
-                "check the URL's database name, user and password"
-                if reached
-                else "check that the server runs and that the URL's host and port are right",
+        address = Address.of(engine.url)
+        if nothing_answered(exc, engine.dialect.name):
+            checks.append(Check("reachable", "fail", *explain_unreachable(exc, address)))
+        else:
+            _, text = describe_connect_failure(exc)
+            checks.append(
+                Check(
+                    "reachable",
+                    "fail",
+                    f"the server answered at {address}: {text}",
+                    "check the URL's database name, user and password",
+                )
             )
-        )
         rest = ("async driver", "tables", "schema revision", "write/read/delete", "settings")
         checks.extend(Check(name, "skipped", "the database is not reachable") for name in rest)
         return checks

@@ -23,6 +23,7 @@ ConvostoreError
 ├── MissingDependencyError       (also ModuleNotFoundError) an optional package is missing
 ├── DecryptionError              an encrypted item cannot be decrypted with the keys given
 └── StorageError                 the database failed; the driver's error is the __cause__
+    ├── DatabaseUnreachableError   nothing answered at the URL's address (or SQLite path)
     └── CommitOutcomeUnknownError  the connection died while COMMIT was in flight
 ```
 
@@ -37,6 +38,7 @@ __all__ = [
     "CommitOutcomeUnknownError",
     "ConfigurationError",
     "ConvostoreError",
+    "DatabaseUnreachableError",
     "DecryptionError",
     "EventLoopError",
     "InvalidCursorError",
@@ -195,3 +197,30 @@ class CommitOutcomeUnknownError(StorageError):
 
     Read the session back before retrying, or use a write that can be repeated safely.
     """
+
+
+class DatabaseUnreachableError(StorageError):
+    """Nothing answered at the database's address: refused, unknown host, timed out.
+
+    Raised at once by an engine that has never connected (a wrong host or port is not worth
+    retrying), and by one that had connected once the [`RetryPolicy`][convostore.RetryPolicy]'s
+    bounds are spent (a server that went away and stayed away). On SQLite: the database
+    file cannot be opened. The message names the address and what to check, never the
+    password; the driver's exception is the ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.host = host
+        """The host the URL names (``None`` for SQLite)."""
+        self.port = port
+        """The port tried: the URL's, or the backend's default (``None`` for SQLite)."""
+        self.path = path
+        """SQLite: the database file that could not be opened (else ``None``)."""

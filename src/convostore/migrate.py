@@ -35,9 +35,10 @@ Alembic is imported on first use, so ``import convostore`` stays light.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -45,10 +46,13 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from sqlalchemy import MetaData, Table
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import _migrate_deprecated as _deprecated
 from . import _version_table
+from ._db.engine import engine_state
 from ._db.schema import (
     DEFAULT_MESSAGES_TABLE,
     DEFAULT_SESSIONS_TABLE,
@@ -322,13 +326,17 @@ class StoreNames(TypedDict, total=False):
     version_table: str
 
 
-async def _run(
-    engine: AsyncEngine, options: MigrationOptions, work: Callable[[Config], Any]
-) -> Any:
+def _check_engine(engine: object) -> None:
     if not isinstance(engine, AsyncEngine):
         raise ConfigurationError(
             f"engine must be a sqlalchemy.ext.asyncio.AsyncEngine, got {type(engine).__name__}"
         )
+
+
+async def _run(
+    engine: AsyncEngine, options: MigrationOptions, work: Callable[[Config], Any]
+) -> Any:
+    _check_engine(engine)
     config = make_config(options)
 
     def run(connection: Connection) -> Any:
@@ -336,8 +344,17 @@ async def _run(
         config.attributes["connection"] = connection
         return work(config)
 
-    async with engine.begin() as conn:
+    async with _database_errors(engine), engine.begin() as conn:
         return await conn.run_sync(run)
+
+
+@contextlib.asynccontextmanager
+async def _database_errors(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Raise the database's errors as convostore's, the driver's chained (as sessions do)."""
+    try:
+        yield
+    except (DBAPIError, OSError, PoolTimeoutError) as exc:
+        raise engine_state(engine).error_for(exc) from exc
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head", **names: Unpack[StoreNames]) -> None:
@@ -356,6 +373,10 @@ async def upgrade(engine: AsyncEngine, revision: str = "head", **names: Unpack[S
 
     Raises:
         ConfigurationError: A name is unusable, or ``engine`` is not an ``AsyncEngine``.
+        DatabaseUnreachableError: Nothing answered at the engine's address (and it never
+            connected there).
+        StorageError: The database refused (a wrong password, an unknown database, a missing
+            privilege); the driver's error is the ``__cause__``.
     """
     from alembic import command
 
@@ -391,7 +412,8 @@ async def current(engine: AsyncEngine, **names: Unpack[StoreNames]) -> tuple[str
     Arguments as for [`upgrade`][convostore.migrate.upgrade].
     """
     options = MigrationOptions(**names)
-    async with engine.connect() as conn:
+    _check_engine(engine)
+    async with _database_errors(engine), engine.connect() as conn:
         return await conn.run_sync(_version_table.current_heads, options)
 
 

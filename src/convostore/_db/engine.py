@@ -8,7 +8,9 @@ on any engine, including one the application made itself.
 Everything else convostore remembers about an engine lives in its ``EngineState``,
 made the first time convostore meets the engine: the locks that serialize a shared
 connection or a SQLite file's writers, the loop its pooled connections belong to, the
-MySQL packet limit, which table sets exist, and the statements built for each table set.
+MySQL packet limit, which table sets exist, the statements built for each table set, and
+where its database is and whether it ever connected there (``Reach``), which decides
+whether a refused connection is a wrong address or a server restarting.
 """
 
 from __future__ import annotations
@@ -16,17 +18,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
+import sqlite3
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool, StaticPool
 
-from ..errors import MissingDependencyError
+from ..errors import ConvostoreError, MissingDependencyError
 from . import watching
+from .dialect import (
+    SQLITE_CANTOPEN_TEXT,
+    Address,
+    nothing_answered,
+    pool_timed_out,
+    refused_connection,
+    translate,
+    unreachable,
+)
 from .urls import to_async_url
 
 if TYPE_CHECKING:
@@ -40,6 +54,7 @@ __all__ = [
     "CrossLoopLock",
     "Database",
     "EngineState",
+    "Reach",
     "configure_engine",
     "engine_from_url",
     "engine_state",
@@ -130,6 +145,7 @@ def _add_sqlite_worker(
     except Exception:  # an argument only the async engine takes: keep the async path
         return
     _install_sqlite_settings(twin)
+    _watch_connections(twin, state)
     watching.adopt(twin, made_here=True)  # private to convostore: no one else listens to it
     worker = state.worker = SQLiteWorker(twin)
 
@@ -218,6 +234,23 @@ class CrossLoopLock:
         self._lock.release()
 
 
+class Reach:
+    """Where an engine's database is, and whether an engine for it has ever connected there.
+
+    An engine that never connected and gets no answer has a wrong address (or a server that
+    is not up): it fails at once. One that connected before is seeing the server restart, and
+    retries. The engines a session opened from a URL makes for other event loops share their
+    first engine's ``Reach`` (``.loops``): a new loop's engine made during a restart
+    knows that the address worked.
+    """
+
+    def __init__(self, address: Address, *, connected: bool = False) -> None:
+        self.address = address
+        """Where the URL points (host and port, or the SQLite file)."""
+        self.connected = connected
+        """Whether an engine sharing this has opened a connection there."""
+
+
 class EngineState:
     """What convostore keeps about one engine, for as long as the engine lives.
 
@@ -256,6 +289,33 @@ class EngineState:
         is not rolled back again when given back to the pool."""
         self.worker: SQLiteWorker | None = None
         """SQLite files, on engines convostore made: the thread that runs work in one call."""
+        # An application's engine may have connected before convostore met it.
+        held = getattr(pool, "checkedin", lambda: 0)() + getattr(pool, "checkedout", lambda: 0)()
+        self.reach = Reach(Address.of(sync_engine.url), connected=held > 0)
+        """Where the database is, and whether an engine for it has connected there."""
+        self.pool_size: int | None = getattr(pool, "size", lambda: None)()
+        """The pool's ``pool_size``, for the message when no connection comes free."""
+        self.pool_timeout: float | None = getattr(pool, "timeout", lambda: None)()
+        """The pool's ``pool_timeout`` in seconds, for the same message."""
+
+    def error_for(self, exc: BaseException) -> ConvostoreError:
+        """The convostore error for ``exc``, a driver (or pool) error that is not retried.
+
+        An engine that never connected failed to connect: no answer at its address is a
+        [`DatabaseUnreachableError`][convostore.errors.DatabaseUnreachableError]; a server that answered no (a
+        wrong password, an unknown database) a ``StorageError`` naming the server. No
+        connection free in the pool within ``pool_timeout``: a ``StorageError`` naming the
+        pool's settings. Anything else as ``translate`` (``.dialect``) says.
+        """
+        if isinstance(exc, PoolTimeoutError):
+            return pool_timed_out(self.pool_size, self.pool_timeout)
+        if not self.reach.connected:
+            address = self.reach.address
+            if nothing_answered(exc, self.dialect):
+                return unreachable(exc, address)
+            if address.host is not None:
+                return refused_connection(exc, address)
+        return translate(exc, self.dialect)
 
     def worker_for(self, engine: AsyncEngine) -> SQLiteWorker | None:
         """The ``SQLiteWorker`` to run ``engine``'s work on now, or ``None``.
@@ -322,8 +382,10 @@ def engine_state(engine: AsyncEngine) -> EngineState:
 
 
 def _install_listeners(sync_engine: Engine, state: EngineState) -> None:
+    _watch_connections(sync_engine, state)
     if state.dialect == "sqlite":
         _install_sqlite_settings(sync_engine)
+        _refuse_missing_folder(sync_engine)
         # aiosqlite runs each connection on a thread of its own and answers any loop.
         return
     if state.serves_any_loop:
@@ -333,6 +395,33 @@ def _install_listeners(sync_engine: Engine, state: EngineState) -> None:
     def _remember_loop(_dbapi_connection: Any, _record: Any) -> None:
         with contextlib.suppress(RuntimeError):  # connected outside a loop: nothing to tie
             state.connection_loop = weakref.ref(asyncio.get_running_loop())
+
+
+def _watch_connections(sync_engine: Engine, state: EngineState) -> None:
+    @event.listens_for(sync_engine, "connect")
+    def _connected(_dbapi_connection: Any, _record: Any) -> None:
+        # Read at each connection, not captured: sibling engines may share a Reach.
+        state.reach.connected = True
+
+
+def _refuse_missing_folder(sync_engine: Engine) -> None:
+    """Fail a SQLite file whose folder does not exist before the driver's thread starts.
+
+    aiosqlite opens each connection on a thread of its own; when the open fails, that thread
+    still has a reply to deliver to the event loop, and a program that ends at once (a CLI
+    command reporting the error) closes the loop first: the thread then prints a traceback
+    of its own. The missing folder, the usual typo, is told here instead, with the error
+    SQLite gives for it.
+    """
+
+    @event.listens_for(sync_engine, "do_connect")
+    def _check_folder(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> None:
+        filename = cargs[0] if cargs else cparams.get("database")
+        if not isinstance(filename, str) or cparams.get("uri") or filename in ("", ":memory:"):
+            return
+        folder = os.path.dirname(os.path.abspath(filename))
+        if not os.path.isdir(folder):
+            raise sqlite3.OperationalError(SQLITE_CANTOPEN_TEXT)
 
 
 def _install_sqlite_settings(sync_engine: Engine) -> None:

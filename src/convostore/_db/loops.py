@@ -11,7 +11,9 @@ what a sync web app does when each worker thread calls ``asyncio.run`` or
   event loop, made on demand from the same URL and options, so one object can be shared by
   threads that each run their own loop. An in-memory SQLite database is one connection that
   is the database itself; it is never duplicated, and its connection (aiosqlite runs it on
-  a thread of its own) serves every loop, one caller at a time.
+  a thread of its own) serves every loop, one caller at a time. The engines share what
+  they know of the address (``Reach``, in ``convostore._db.engine``): once any of them has
+  connected, a refused connection on another is a server restarting, and is retried.
 - ``check_loop`` guards an engine the application passed in: used from a loop other than the one its
   pooled connections belong to, it raises [`EventLoopError`][convostore.errors.EventLoopError] at
   once instead of hanging or failing deep in the driver.
@@ -75,7 +77,12 @@ class LoopEngines:
             if engine is None:
                 self._forget_closed_loops()
                 in_use = any(e is self._first for e in self._by_loop.values())
-                engine = engine_from_url(self._url, **self._kwargs) if in_use else self._first
+                if in_use:
+                    engine = engine_from_url(self._url, **self._kwargs)
+                    # One address: a connection by any of them means it is the right one.
+                    engine_state(engine).reach = engine_state(self._first).reach
+                else:
+                    engine = self._first
                 self._by_loop[loop] = engine
                 self._guards[loop] = _dispose_when_loop_ends(engine)
                 self._latest = engine

@@ -10,6 +10,14 @@ The rules:
   "starting up"). SQLAlchemy invalidates the pool when it sees a disconnect, so the next try
   runs on a fresh connection: stale pooled connections left by a restart cost one failed
   statement each, never an error for the caller, and nothing (no pre-ping) in normal times.
+- But an engine that has never connected, and whose connection attempt got no answer at all
+  (refused, unknown host, timed out: ``nothing_answered`` in ``.dialect``), has a wrong address,
+  not a server restarting: it raises
+  [`DatabaseUnreachableError`][convostore.errors.DatabaseUnreachableError] at once, naming the
+  host and port. Whether an engine connected is kept in its ``Reach`` (``.engine``). One that had
+  connected and still gets no answer when the policy's bounds are spent raises the same error.
+- No connection free in the pool within ``pool_timeout`` is raised at once (the wait was the
+  pool's), as a [`StorageError`][convostore.errors.StorageError] naming the pool's settings.
 - A connection lost while COMMIT was in flight leaves the outcome unknown. If the caller gave a way
   to find out (``verify``), it is asked on a new connection once the server answers again: a write
   that did not commit is run again, one that did is reported as done. Otherwise
@@ -40,12 +48,13 @@ from typing import TypeVar
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .._config import RetryPolicy
 from .._observability import record_retry
 from ..errors import CommitOutcomeUnknownError, ConvostoreError, StorageError
-from .dialect import Failure, classify, driver_error, driver_message, translate
+from .dialect import Failure, classify, driver_error, driver_message, nothing_answered, unreachable
 from .engine import Database, EngineState
 from .worker import Committing, commit_after
 
@@ -173,12 +182,12 @@ class _Clock:
         await asyncio.sleep(delay)
         return True
 
-    def give_up(self, exc: BaseException, dialect: str) -> StorageError:
+    def give_up(self, exc: BaseException, state: EngineState) -> StorageError:
         elapsed = time.monotonic() - self.start
-        return StorageError(
-            f"gave up after {self.attempt} tries in {elapsed:.1f}s; last {dialect} error: "
-            f"{driver_message(exc)}"
-        )
+        tried = f"gave up after {self.attempt} tries in {elapsed:.1f}s"
+        if nothing_answered(exc, state.dialect):
+            return unreachable(exc, state.reach.address, after=f"{tried}: ")
+        return StorageError(f"{tried}; last {state.dialect} error: {driver_message(exc)}")
 
 
 async def _run(
@@ -218,11 +227,16 @@ async def _run(
         except (DBAPIError, OSError) as error:
             exc = error
             kind = classify(exc, dialect)
+        except PoolTimeoutError as error:
+            raise state.error_for(error) from error
 
-        if kind is Failure.PERMANENT:
-            raise translate(exc, dialect) from exc
+        if kind is Failure.PERMANENT or (
+            # No answer at an address never reached: a wrong one, not a server restarting.
+            not state.reach.connected and nothing_answered(exc, dialect)
+        ):
+            raise state.error_for(exc) from exc
         if not await clock.wait_or_give_up(exc, dialect, kind):
-            raise clock.give_up(exc, dialect) from exc
+            raise clock.give_up(exc, state) from exc
 
 
 def _unknown(dialect: str) -> CommitOutcomeUnknownError:

@@ -11,8 +11,10 @@ What each error becomes:
 - ``MissingDependencyError``: its message, which ends with the ``pip install`` line.
 - ``SchemaError`` from the database (missing tables): which database, and how to create them.
 - ``SessionNotFoundError``, any other ``SchemaError``, Alembic's ``CommandError``: the message.
+- ``DatabaseUnreachableError``: its message (the address, and what to check).
 - any other ``ConvostoreError``: its class name and message.
-- a driver's or the network's error: whether the server answered, and what it said.
+- a driver's or the network's error: nothing answered at the address (in the words of
+  ``DatabaseUnreachableError``), or what the server said.
 - Ctrl-C: click's ``Aborted!``; a command that says what an interruption leaves behind
   prints that instead and exits with status 130.
 
@@ -32,13 +34,19 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from convostore import (
     ConfigurationError,
     ConvostoreError,
+    DatabaseUnreachableError,
     MissingDependencyError,
     SchemaError,
     SessionNotFoundError,
 )
 
 # The CLI's one import of a module that is not public: how a failed connection is told.
-from convostore._db.dialect import describe_connect_failure
+from convostore._db.dialect import (
+    Address,
+    describe_connect_failure,
+    nothing_answered,
+    unreachable,
+)
 
 from ._output import err_console
 
@@ -133,7 +141,7 @@ def _click_error(
             f"the convostore tables are missing or out of date{where} ({exc.detail}): "
             f"{missing_tables_hint}"
         )
-    if isinstance(exc, (SessionNotFoundError, SchemaError, CommandError)):
+    if isinstance(exc, (SessionNotFoundError, SchemaError, CommandError, DatabaseUnreachableError)):
         return click.ClickException(str(exc))
     if isinstance(exc, ConvostoreError):
         return click.ClickException(f"{type(exc).__name__}: {exc}")
@@ -145,6 +153,10 @@ def _click_error(
 
 def _connect_failure_text(exc: BaseException, database: str | None) -> str:
     """One line for a database error: nothing answered at the address, or what it said."""
+    if database:
+        url = make_url(database)
+        if nothing_answered(exc, url.get_backend_name()):
+            return str(unreachable(exc, Address.of(url)))
     reached, text = describe_connect_failure(exc)
     if reached:
         return f"the database{f' at {database}' if database else ''} answered with an error: {text}"
