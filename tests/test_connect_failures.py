@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -38,10 +39,10 @@ from convostore import (
     engine_from_url,
 )
 
-from ._databases import SERVERS, server_down, server_url
+from ._databases import SERVERS, backend_params, server_down, server_url
 from ._programs import convostore as console_script
 from ._programs import free_port
-from ._stores import table_options, unique_tables
+from ._stores import drop_tables, table_options, unique_tables
 
 PASSWORD = "Pw-5ecret-7d21"
 """In every server URL here, so that each message can be checked for it."""
@@ -284,3 +285,54 @@ def test_doctor_names_the_address(case: Case, tmp_path: Path) -> None:
     reachable = json.loads(result.stdout)["checks"][0]
     assert (reachable["name"], reachable["status"]) == ("reachable", "fail")
     assert case.says[0] in reachable["detail"]
+
+
+@pytest.mark.parametrize("backend", backend_params(*SERVERS))
+async def test_pool_timeout_names_the_pool_settings(backend: str) -> None:
+    if (reason := await _server_answers(backend)) is not None:
+        server_down(backend, reason)
+    tables = unique_tables("cf")
+    pool = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.2}
+    async with SQLAlchemySession.from_url(
+        "pool",
+        url=server_url(backend),
+        create_tables=True,
+        engine_kwargs=pool,
+        **table_options(tables),
+    ) as session:
+        await session.add_items([{"n": 0}])
+        try:
+            async with session.engine.connect():  # the pool's one connection, held
+                began = time.monotonic()
+                with pytest.raises(StorageError) as caught:
+                    await session.get_items()
+                elapsed = time.monotonic() - began
+        finally:
+            await drop_tables(session.engine, tables)
+    message = str(caught.value)
+    assert not isinstance(caught.value, DatabaseUnreachableError)
+    assert "pool_size=1" in message
+    assert "pool_timeout=0.2 s" in message
+    assert "\n" not in message
+    assert caught.value.__cause__ is not None
+    assert 0.2 <= elapsed < FAST, "the pool's wait is not retried"
+
+
+@pytest.mark.postgresql
+async def test_a_port_that_never_answers_times_out_once() -> None:
+    # A listener that accepts and says nothing: a wrong service, a firewall that swallows.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        url = f"postgresql://app:{PASSWORD}@127.0.0.1:{port}/agents"
+        began = time.monotonic()
+        async with SQLAlchemySession.from_url(
+            "silent", url=url, engine_kwargs={"connect_args": {"timeout": 0.3}}
+        ) as session:
+            with pytest.raises(DatabaseUnreachableError) as caught:
+                await session.get_items()
+        elapsed = time.monotonic() - began
+    assert "no answer before the connect timeout" in str(caught.value)
+    assert (caught.value.host, caught.value.port) == ("127.0.0.1", port)
+    assert elapsed < 0.3 + FAST, f"took {elapsed:.2f}s: the timeout was retried"
