@@ -21,10 +21,10 @@ what each process saw acknowledged:
   and every batch is contiguous;
 - no read or pop ever returned an item of another session.
 
-Once every process has connected, it says so on standard error and the processes start
-together. It prints operations per second and the audit's result, and exits with status 1 if the
-audit failed (2 if an operation raised an error that should not happen). The tables are made
-for the run and dropped at its end (``--keep`` keeps them).
+The processes start together once every one has connected, which is said on standard
+error. It prints operations per second and the audit's result, and exits with status 1 if
+the audit failed (2 if an operation raised an error that should not happen). The tables are
+made for the run and dropped at its end (``--keep`` keeps them).
 """
 
 from __future__ import annotations
