@@ -302,10 +302,11 @@ class EngineState:
         """The convostore error for ``exc``, a driver (or pool) error that is not retried.
 
         An engine that never connected failed to connect: no answer at its address is a
-        [`DatabaseUnreachableError`][convostore.errors.DatabaseUnreachableError]; a server that answered no (a
-        wrong password, an unknown database) a ``StorageError`` naming the server. No
-        connection free in the pool within ``pool_timeout``: a ``StorageError`` naming the
-        pool's settings. Anything else as ``translate`` (``.dialect``) says.
+        [`DatabaseUnreachableError`][convostore.errors.DatabaseUnreachableError]; a server
+        that answered no (a wrong password, an unknown database) a ``StorageError`` naming
+        the server. No connection free in the pool within ``pool_timeout``: a
+        ``StorageError`` naming the pool's settings. Anything else as ``translate``
+        (``.dialect``) says.
         """
         if isinstance(exc, PoolTimeoutError):
             return pool_timed_out(self.pool_size, self.pool_timeout)
