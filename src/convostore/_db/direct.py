@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement, Executable
 
@@ -115,7 +116,8 @@ async def fetch_on_driver(
     Returns the processed rows, or ``None`` when this path does not apply (another driver,
     someone watching the statements, a statement that needs the full path) or the driver
     failed: the caller then runs the read the usual way, whose retries and errors apply. A
-    read is safe to run twice.
+    read is safe to run twice. A pool with no connection free within ``pool_timeout`` is
+    raised at once, as the usual path would (a ``StorageError`` naming the pool's settings).
     """
     dialect = engine.dialect
     driver_name = dialect.driver
@@ -129,6 +131,9 @@ async def fetch_on_driver(
         return None
     try:
         fairy = await engine.raw_connection()
+    except PoolTimeoutError as exc:
+        # The pool has waited pool_timeout already: the usual path would wait as long again.
+        raise engine_state(engine).error_for(exc) from exc
     except Exception:
         return None  # the usual path connects again, and retries or reports
     driver: Any = fairy.driver_connection
