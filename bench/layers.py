@@ -5,8 +5,9 @@ Usage (from the repository root, after ``pip install -e '.[dev,bench]'``)::
     python bench/layers.py --backend all      # about a minute and a half
 
 For a tail read (``get_items(limit=20)`` on a 1,000-item session) and a one-item append, it
-measures in one process, interleaved after a warm-up, on the same engine and tables as
-bench/bench.py:
+measures in one process, interleaved after a warm-up, on convostore's own engine (made by
+``convostore.engine_from_url``, as in bench/bench.py; on SQLite the floor's tables share its
+file) and tables:
 
 - ``floor``: the raw-driver floor (bench/floor.py), its own driver pool;
 - ``pool``: nothing but a connection taken from SQLAlchemy's pool and given back
@@ -50,7 +51,7 @@ from typing import Any
 
 import workloads as wl
 from bench import BACKENDS, DEFAULT_URLS, log
-from impls import ConvostoreImpl, FloorImpl, backend_engine, set_up
+from impls import ConvostoreImpl, FloorImpl, bench_run, set_up
 from items import item
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -213,9 +214,15 @@ def layers(backend: str, engine: AsyncEngine, fl: FloorImpl, cs: ConvostoreImpl)
 
 async def run_backend(backend: str, url: str, total: int, rounds: int) -> dict[str, Any]:
     prefix = f"bench_{uuid.uuid4().hex[:8]}"
-    async with backend_engine(backend, url) as (engine, sqlite_path):
-        fl, cs = FloorImpl(engine, prefix, sqlite_path), ConvostoreImpl(engine, prefix)
+    # One SQLite file for both: the pool+driver layer runs the floor's SQL on convostore's
+    # connections.
+    async with bench_run(backend, url, prefix, one_file=True) as run:
+        fl, cs = FloorImpl(run), ConvostoreImpl(run)
+        engine = cs.engine
         async with set_up([fl, cs]):
+            for impl in (fl, cs):
+                if impl.failure is not None:
+                    raise RuntimeError(f"{impl.name} cannot run: {impl.failure}")
             for impl in (fl, cs):
                 await impl.populate(TAIL_SESSION, 1000)
             out: dict[str, Any] = {}
@@ -250,9 +257,11 @@ def _package(path: str, name: str) -> str | None:
 async def profile(backend: str, url: str, total: int) -> dict[str, dict[str, float]]:
     """Share of the client's profiled time per package, for convostore's tail20 and append1."""
     prefix = f"bench_{uuid.uuid4().hex[:8]}"
-    async with backend_engine(backend, url) as (engine, _):
-        cs = ConvostoreImpl(engine, prefix)
+    async with bench_run(backend, url, prefix) as run:
+        cs = ConvostoreImpl(run)
         async with set_up([cs]):
+            if cs.failure is not None:
+                raise RuntimeError(f"convostore cannot run: {cs.failure}")
             return await _profile(cs, total)
 
 

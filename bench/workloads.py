@@ -2,7 +2,7 @@
 
 Sequential workloads run in rounds; in each round every implementation runs a slice of the
 operations, in an order that rotates from round to round, so that a slow patch of the shared
-machine hits all three alike. The first round is a warm-up and is not recorded.
+machine hits all of them alike. The first round is a warm-up and is not recorded.
 """
 
 from __future__ import annotations
@@ -180,9 +180,11 @@ async def concurrent(
     """
     latencies: list[float] = []
     sids = [f"{prefix}-{k}" for k in range(sessions)]
+    # Made before the clock starts: some stores connect (and create tables) in the constructor.
+    objects = [impl.session(sid) for sid in sids]
 
     async def worker(k: int) -> None:
-        session = impl.session(sids[k])
+        session = objects[k]
         for j in range(appends):
             start = time.perf_counter()
             await session.add_items([item(j, tag=f"c{k}-")])
