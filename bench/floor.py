@@ -12,7 +12,7 @@ write, and nothing else (no validation, no retries, no error translation, no SQL
   (``DELETE ... RETURNING`` where the server has it);
 - items are stored as compact JSON text and decoded with the standard library.
 
-Pools hold 10 connections, like the SQLAlchemy engine the other implementations share.
+Pools hold 10 connections, like each SQLAlchemy engine of the run (one per implementation).
 """
 
 from __future__ import annotations

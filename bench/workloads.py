@@ -75,7 +75,10 @@ class Sizes:
     large: int = 100_000
 
 
-QUICK = Sizes(rounds=4, append1=120, append10=60, tail=200, full1k=40, pop=80, concurrent_rounds=1)
+# Many short rounds: on a shared machine a slow patch then hits every implementation alike.
+QUICK = Sizes(
+    rounds=10, append1=300, append10=100, tail=500, full1k=50, pop=200, concurrent_rounds=1
+)
 # A check that everything runs and the concurrent workload keeps its integrity, for CI: its
 # figures are too few to compare.
 SMOKE = Sizes(
@@ -90,7 +93,7 @@ SMOKE = Sizes(
     large=5000,
 )
 FULL = Sizes(
-    rounds=10,
+    rounds=30,
     append1=2000,
     append10=600,
     tail=4000,
