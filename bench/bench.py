@@ -15,7 +15,9 @@ Measured in the same process, interleaved, after a warm-up, on the same items:
   sqlite3 in a thread), ``agents.extensions.memory.AsyncSQLiteSession`` (aiosqlite) and
   ``SQLAlchemySession``; on PostgreSQL and MariaDB/MySQL ``SQLAlchemySession``;
 - the SDK's ``RedisSession`` on a local Redis, as a reference line (``--redis-url``; an
-  empty URL leaves it out). Its keys are named after the run and deleted at its end.
+  empty URL leaves it out). Its keys are named after the run and deleted at its end;
+- with ``--async-path``, convostore once more on an engine with a listener, to show what
+  its SQLite fast path buys.
 
 Each implementation has its own engine (same URL, same pool settings: 10 connections) or
 its own driver pool, and on SQLite its own database file, all in WAL mode with the same
@@ -86,11 +88,16 @@ async def server_version(engine: AsyncEngine) -> str:
 
 
 async def run_backend(
-    backend: str, url: str, redis_url: str | None, sizes: wl.Sizes, only: set[str] | None
+    backend: str,
+    url: str,
+    redis_url: str | None,
+    sizes: wl.Sizes,
+    only: set[str] | None,
+    async_path: bool = False,
 ) -> dict[str, Any]:
     """Run every workload on one backend; always drops its tables and keys before returning."""
     prefix = f"bench_{uuid.uuid4().hex[:8]}"
-    async with bench_run(backend, url, prefix, redis_url=redis_url) as run:
+    async with bench_run(backend, url, prefix, redis_url=redis_url, async_path=async_path) as run:
         impls = implementations(run)
         cs = next(impl for impl in impls if isinstance(impl, ConvostoreImpl))
         try:
@@ -271,6 +278,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the Redis of the RedisSession reference line; empty: leave it out",
     )
     parser.add_argument(
+        "--async-path",
+        action="store_true",
+        help="also measure convostore on an engine with a listener (SQLAlchemy's async path)",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="exit 1 naming every missed performance target (not in --smoke mode)",
@@ -295,7 +307,7 @@ async def main(argv: list[str] | None = None) -> int:
     for backend in backends:
         log(f"{backend}: starting")
         out["backends"][backend] = await run_backend(
-            backend, urls[backend], args.redis_url or None, sizes, only
+            backend, urls[backend], args.redis_url or None, sizes, only, args.async_path
         )
     out["seconds"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1)
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import floor
 from items import item
-from sqlalchemy import insert
+from sqlalchemy import event, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -74,6 +74,9 @@ class Run:
     convostore's connections), instead of a file each."""
     redis_url: str | None = None
 
+    async_path: bool = False
+    """Also measure convostore on SQLAlchemy's async path (:class:`ConvostoreAsyncPathImpl`)."""
+
     def sqlite_path(self, name: str) -> str:
         assert self.tmp_dir is not None
         return os.path.join(self.tmp_dir, "bench.db" if self.one_file else f"{name}.db")
@@ -93,11 +96,12 @@ async def bench_run(
     *,
     one_file: bool = False,
     redis_url: str | None = None,
+    async_path: bool = False,
 ) -> AsyncIterator[Run]:
     """A :class:`Run` on ``backend``; on SQLite its temporary folder is deleted at the end."""
     tmp_dir = tempfile.mkdtemp(prefix="convostore-bench-") if backend == "sqlite" else None
     try:
-        yield Run(backend, url, prefix, tmp_dir, one_file, redis_url)
+        yield Run(backend, url, prefix, tmp_dir, one_file, redis_url, async_path)
     finally:
         if tmp_dir is not None:
             shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -137,7 +141,8 @@ class Impl:
     """Its name in the printed tables."""
     role = "peer"
     """``floor``, ``convostore``, ``peer`` (another store a user could pick on this
-    database) or ``reference`` (on another kind of server: not a peer)."""
+    database), ``reference`` (on another kind of server: not a peer) or ``variant``
+    (convostore another way, for comparison)."""
     failure: str | None = None
     """Why the implementation cannot run on this backend, if it cannot."""
 
@@ -323,6 +328,27 @@ class ConvostoreImpl(Impl):
         if self.run.backend == "sqlite":
             out["fast_path"] = self.fast_path
         return out
+
+
+class ConvostoreAsyncPathImpl(ConvostoreImpl):
+    """convostore on an engine something else listens to, as a shared engine would be.
+
+    A no-op pool ``connect`` listener (what the SDK's ``SQLAlchemySession`` installs on a
+    SQLite engine it is given) sends every operation down SQLAlchemy's async path: on a
+    SQLite file this line shows what the worker thread buys. Only with ``--async-path``.
+    """
+
+    name = "convostore_async"
+    label = "convostore, async path"
+    role = "variant"
+
+    def __init__(self, run: Run) -> None:
+        super().__init__(run)
+        self.tables = build_tables(f"{run.prefix}_csa_sessions", f"{run.prefix}_csa_messages")
+
+        @event.listens_for(self.engine.sync_engine, "connect")
+        def _listening(_dbapi_connection: Any, _record: Any) -> None:
+            pass
 
 
 class SdkSqlAlchemyImpl(Impl):
@@ -550,6 +576,8 @@ class SdkRedisImpl(Impl):
 def implementations(run: Run) -> list[Impl]:
     """Every implementation measured on ``run``'s backend, the floor and convostore first."""
     impls: list[Impl] = [FloorImpl(run), ConvostoreImpl(run)]
+    if run.async_path:
+        impls.append(ConvostoreAsyncPathImpl(run))
     if run.backend == "sqlite":
         impls += [SdkSqliteImpl(run), SdkAsyncSqliteImpl(run)]
     impls.append(SdkSqlAlchemyImpl(run))
