@@ -177,7 +177,12 @@ async def _workloads(
                 if result.error is not None:
                     continue
                 try:
-                    lat, wall, cpu, counts = await wl.concurrent(impl, f"{prefix}-conc{rnd}")
+                    lat, wall, cpu, counts = await wl.concurrent(
+                        impl,
+                        f"{prefix}-conc{rnd}",
+                        sizes.concurrent_sessions,
+                        sizes.concurrent_appends,
+                    )
                 except Exception as exc:
                     result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
                     continue

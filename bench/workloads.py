@@ -73,6 +73,9 @@ class Sizes:
     concurrent_rounds: int
     small: int = 10_000
     large: int = 100_000
+    concurrent_sessions: int = 50
+    concurrent_appends: int = 40
+    """The concurrent workload: this many sessions append this many items each, at once."""
 
 
 # Many short rounds: on a shared machine a slow patch then hits every implementation alike.
@@ -91,6 +94,8 @@ SMOKE = Sizes(
     concurrent_rounds=1,
     small=1000,
     large=5000,
+    concurrent_sessions=10,
+    concurrent_appends=10,
 )
 FULL = Sizes(
     rounds=30,
