@@ -16,8 +16,8 @@ Measured in the same process, interleaved, after a warm-up, on the same items:
   ``SQLAlchemySession``; on PostgreSQL and MariaDB/MySQL ``SQLAlchemySession``;
 - the SDK's ``RedisSession`` on a local Redis, as a reference line (``--redis-url``; an
   empty URL leaves it out). Its keys are named after the run and deleted at its end;
-- with ``--async-path``, convostore once more on an engine with a listener, to show what
-  its SQLite fast path buys.
+- with ``--async-path``, convostore once more on an engine with a listener (SQLAlchemy's
+  full path), to show what its fast paths buy.
 
 Each implementation has its own engine (same URL, same pool settings: 10 connections) or
 its own driver pool, and on SQLite its own database file, all in WAL mode with the same
@@ -285,7 +285,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--async-path",
         action="store_true",
-        help="also measure convostore on an engine with a listener (SQLAlchemy's async path)",
+        help="also measure convostore on an engine with a listener (SQLAlchemy's full path)",
     )
     parser.add_argument(
         "--check",

@@ -12,7 +12,9 @@ on the engine it is given, and convostore takes its SQLite fast path (one call p
 operation on a worker thread that keeps a pysqlite connection) only on an engine it made
 itself (``convostore.engine_from_url`` / ``SQLAlchemySession.from_url``) while nothing else
 listens to it: on a shared engine convostore silently falls back to SQLAlchemy's async
-path. So convostore's engine comes from ``engine_from_url(url, ...)``, never from the bench.
+path. So convostore's engine comes from ``engine_from_url(url, ...)``, never from the bench,
+and the run checks that convostore is on its fast path (on PostgreSQL and MariaDB: its hot
+statements on the driver's cursor, taken while nothing listens to the engine's statements).
 
 On SQLite each implementation has a database file of its own in the run's temporary
 folder, so one's WAL checkpoints and locks never land on another's operations. Every file
@@ -45,7 +47,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from convostore import SQLAlchemySession, build_tables, create_tables, engine_from_url
 from convostore._codec import encode_item
+from convostore._db.direct import _DRIVERS as DIRECT_DRIVERS
 from convostore._db.engine import engine_state
+from convostore._db.watching import statements_unwatched
 from convostore.migrate import drop_version_table
 
 # Populated rows get timestamps from here on, one millisecond apart: in the past, so that
@@ -264,8 +268,12 @@ class ConvostoreImpl(Impl):
 
     @property
     def fast_path(self) -> bool:
-        """Whether convostore runs its operations on its SQLite worker thread now."""
-        return engine_state(self.engine).worker_for(self.engine) is not None
+        """Whether convostore takes its fast path on this engine now: on a SQLite file its
+        worker thread, on a server its hot statements on the driver's cursor."""
+        if self.run.backend == "sqlite":
+            return engine_state(self.engine).worker_for(self.engine) is not None
+        sync_engine = self.engine.sync_engine
+        return sync_engine.dialect.driver in DIRECT_DRIVERS and statements_unwatched(sync_engine)
 
     async def setup(self) -> None:
         await create_tables(self.engine, self.tables)
@@ -324,30 +332,29 @@ class ConvostoreImpl(Impl):
         return await asyncio.to_thread(read)
 
     def info(self) -> dict[str, Any]:
-        out = super().info()
-        if self.run.backend == "sqlite":
-            out["fast_path"] = self.fast_path
-        return out
+        return {**super().info(), "fast_path": self.fast_path}
 
 
 class ConvostoreAsyncPathImpl(ConvostoreImpl):
-    """convostore on an engine something else listens to, as a shared engine would be.
+    """convostore on an engine something watches: SQLAlchemy's full path, for comparison.
 
-    A no-op pool ``connect`` listener (what the SDK's ``SQLAlchemySession`` installs on a
-    SQLite engine it is given) sends every operation down SQLAlchemy's async path: on a
-    SQLite file this line shows what the worker thread buys. Only with ``--async-path``.
+    A no-op ``before_cursor_execute`` listener (what tracing installs) sends every
+    operation down SQLAlchemy's full async path, on every backend: this line shows what
+    the fast paths buy. On a SQLite file a pool ``connect`` listener alone (what the SDK's
+    ``SQLAlchemySession`` installs on a SQLite engine it is given) does the same. Only
+    with ``--async-path``.
     """
 
     name = "convostore_async"
-    label = "convostore, async path"
+    label = "convostore, full path"
     role = "variant"
 
     def __init__(self, run: Run) -> None:
         super().__init__(run)
         self.tables = build_tables(f"{run.prefix}_csa_sessions", f"{run.prefix}_csa_messages")
 
-        @event.listens_for(self.engine.sync_engine, "connect")
-        def _listening(_dbapi_connection: Any, _record: Any) -> None:
+        @event.listens_for(self.engine.sync_engine, "before_cursor_execute")
+        def _watching(*_args: Any) -> None:
             pass
 
 

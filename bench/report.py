@@ -134,8 +134,9 @@ def targets(backend: str, result: dict[str, Any]) -> list[dict[str, Any]]:
             text,
             reference is not None and not differ and reference.get("journal_mode") == "wal",
         )
-        fast = result.get("implementations", {}).get("convostore", {}).get("fast_path")
-        check("convostore on its SQLite worker thread", fast, True, fast is True)
+    fast = result.get("implementations", {}).get("convostore", {}).get("fast_path")
+    path = "SQLite worker thread" if backend == "sqlite" else "driver-cursor path"
+    check(f"convostore on its fast path ({path})", fast, True, fast is True)
     return checks
 
 
@@ -260,7 +261,8 @@ def detail_table(backend: str, result: dict[str, Any]) -> str:
         lines.append("SQLite journal_mode/synchronous: " + ", ".join(parts))
     fast = result["implementations"].get("convostore", {}).get("fast_path")
     if fast is not None:
-        lines.append(f"convostore on its SQLite worker thread: {'yes' if fast else 'NO'}")
+        path = "SQLite worker thread" if backend == "sqlite" else "driver-cursor path"
+        lines.append(f"convostore on its fast path ({path}): {'yes' if fast else 'NO'}")
     for mark, text in notes.items():
         lines.append(f"{mark} {text}")
     return "\n".join(lines) + "\n"
