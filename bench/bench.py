@@ -2,7 +2,7 @@
 
 Usage (from the repository root, after ``pip install -e '.[dev,bench]'``)::
 
-    python bench/bench.py --backend all            # about 15 minutes on 2 cores
+    python bench/bench.py --backend all            # about 20 minutes on 2 busy cores
     python bench/bench.py --backend all --quick    # a few minutes
     python bench/bench.py --backend all --smoke    # checks that it runs (CI), no figures
     python bench/bench.py --backend all --check    # exit 1 naming every missed target
@@ -27,7 +27,8 @@ SDK's ``SQLAlchemySession`` installs a pool ``connect`` listener on the engine i
 and convostore takes its SQLite fast path (a worker thread with a pysqlite connection) only
 on an engine convostore made itself (``convostore.engine_from_url`` or
 ``SQLAlchemySession.from_url``) while nothing else listens to it. A shared engine would
-silently measure convostore's slow path; the run checks that the fast path is on.
+silently measure convostore's slow path; the run checks that the fast path is on (on
+PostgreSQL and MariaDB: the hot statements on the driver's cursor).
 
 Results are printed as Markdown tables (each implementation's ops/s and its ratios to the
 fastest peer and to the floor) and written as JSON to ``bench/results/`` (or ``--json
