@@ -27,7 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
 import convostore
-from convostore import SchemaError, SQLAlchemySession, build_tables, engine_from_url
+from convostore import (
+    InvalidInputError,
+    SchemaError,
+    SQLAlchemySession,
+    build_tables,
+    engine_from_url,
+)
+from convostore import migrate as migrate_api
 from convostore._migration_env import options_from_config
 from convostore._table_layout import compare_layout
 from convostore.cli import main
@@ -795,3 +802,14 @@ def test_installed_wheel_migrates_from_outside_the_repository(
         ),
         "chat_sessions_alembic_version",
     }
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("command", ["upgrade", "downgrade", "stamp"])
+async def test_an_unknown_revision_is_a_typed_error(tmp_path: Path, command: str) -> None:
+    engine = engine_from_url(f"sqlite:///{tmp_path / 'rev.db'}")
+    try:
+        with pytest.raises(InvalidInputError, match=r"nosuchrev.*migrate history"):
+            await getattr(migrate_api, command)(engine, "nosuchrev")
+    finally:
+        await engine.dispose()

@@ -60,7 +60,7 @@ from ._db.schema import (
     build_tables,
     validate_identifier,
 )
-from .errors import ConfigurationError, SchemaError
+from .errors import ConfigurationError, InvalidInputError, SchemaError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -344,8 +344,17 @@ async def _run(
         config.attributes["connection"] = connection
         return work(config)
 
-    async with _database_errors(engine), engine.begin() as conn:
-        return await conn.run_sync(run)
+    from alembic.util import CommandError
+
+    try:
+        async with _database_errors(engine), engine.begin() as conn:
+            return await conn.run_sync(run)
+    except CommandError as exc:
+        # Alembic's word for an argument it cannot use: an unknown revision, mostly.
+        raise InvalidInputError(
+            f"{exc}; convostore.migrate.history() (or `convostore migrate history`) lists "
+            f"the revisions"
+        ) from exc
 
 
 @contextlib.asynccontextmanager
@@ -373,6 +382,7 @@ async def upgrade(engine: AsyncEngine, revision: str = "head", **names: Unpack[S
 
     Raises:
         ConfigurationError: A name is unusable, or ``engine`` is not an ``AsyncEngine``.
+        InvalidInputError: ``revision`` is not one of convostore's revisions.
         DatabaseUnreachableError: Nothing answered at the engine's address (and it never
             connected there).
         StorageError: The database refused (a wrong password, an unknown database, a missing
