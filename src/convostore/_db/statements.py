@@ -193,8 +193,11 @@ class Statements:
         stmt = select(s.c.session_id, s.c.item_count, s.c.updated_at).where(condition)
         if after is not None:
             at, last = after
+            # The redundant bound starts the scan at the position in the index (see
+            # convostore._ops.sessions.list_sessions).
             stmt = stmt.where(
-                or_(s.c.updated_at > at, and_(s.c.updated_at == at, s.c.session_id > last))
+                s.c.updated_at >= at,
+                or_(s.c.updated_at > at, and_(s.c.updated_at == at, s.c.session_id > last)),
             )
         return stmt.order_by(s.c.updated_at, s.c.session_id).limit(
             bindparam("lim", type_=BigInteger())

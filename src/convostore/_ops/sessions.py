@@ -84,6 +84,9 @@ async def list_sessions(
         conditions.append(s.c.updated_at < updated_before)
     if cursor is not None:
         at, last_id = decode_cursor(cursor)
+        # The redundant bound makes the scan start at the cursor in the index: PostgreSQL and
+        # SQLite read the OR alone as a filter over every newer session.
+        conditions.append(s.c.updated_at <= at)
         conditions.append(
             or_(s.c.updated_at < at, and_(s.c.updated_at == at, s.c.session_id < last_id))
         )
