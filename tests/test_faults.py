@@ -49,11 +49,12 @@ from convostore import (
     build_tables,
     create_tables,
     engine_from_url,
+    to_async_url,
 )
 from convostore._db.engine import Database
 from convostore._db.runner import run_write as run_on_database
 
-from ._databases import SERVERS, backend_params, skip_or_fail
+from ._databases import MYSQL_URL, SERVERS, backend_params, skip_or_fail
 from ._programs import free_port
 from ._proxy import Proxied
 from ._stores import session_on, table_options, unique_tables
@@ -167,7 +168,10 @@ class PrivateMariaDB(PrivateServer):
         self.server = str(server)
         self.dir = tempfile.mkdtemp(prefix="convostore-mariadb-")
         self.port = free_port()
-        self.url = f"mysql+aiomysql://root@127.0.0.1:{self.port}/test"
+        # The driver of the run's MySQL URL: CONVOSTORE_TEST_MYSQL_URL=mysql+asyncmy://... runs
+        # the restarts on asyncmy.
+        driver = to_async_url(MYSQL_URL).drivername
+        self.url = f"{driver}://root@127.0.0.1:{self.port}/test"
         self.user = ["--user=root"] if os.geteuid() == 0 else []
         subprocess.run(
             [

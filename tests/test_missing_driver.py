@@ -61,6 +61,7 @@ BLOCK = "import sys; sys.modules[{name!r}] = None\n"
     [
         ("asyncpg", "postgresql://app@127.0.0.1/db", "pip install 'convostore[postgres]'"),
         ("aiomysql", "mysql://app@127.0.0.1/db", "pip install 'convostore[mysql]'"),
+        ("asyncmy", "mysql+asyncmy://app@127.0.0.1/db", "pip install 'convostore[asyncmy]'"),
     ],
 )
 def test_library_names_the_extra(driver: str, url: str, extra: str) -> None:

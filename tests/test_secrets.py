@@ -37,7 +37,14 @@ def _with_password(url: str, **changes: object) -> str:
     return make_url(url).set(password=PASSWORD, **changes).render_as_string(hide_password=False)
 
 
-_DRIVER_LOGGERS = ("sqlalchemy", "sqlalchemy.engine", "sqlalchemy.pool", "asyncpg", "aiomysql")
+_DRIVER_LOGGERS = (
+    "sqlalchemy",
+    "sqlalchemy.engine",
+    "sqlalchemy.pool",
+    "asyncpg",
+    "aiomysql",
+    "asyncmy",
+)
 
 
 @pytest.fixture

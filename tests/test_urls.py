@@ -19,6 +19,8 @@ from convostore import ConfigurationError, SQLAlchemySession, UnsupportedDriverE
         ("mysql://u:p@h/db", "mysql+aiomysql"),
         ("mariadb://u:p@h/db", "mariadb+aiomysql"),
         ("mysql+aiomysql://u:p@h/db", "mysql+aiomysql"),
+        ("mysql+asyncmy://u:p@h/db", "mysql+asyncmy"),
+        ("mariadb+asyncmy://u:p@h/db", "mariadb+asyncmy"),
         ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite"),
     ],
 )
@@ -29,6 +31,7 @@ def test_maps_to_async_driver(given: str, driver: str) -> None:
 def test_mysql_gets_utf8mb4_unless_set() -> None:
     assert to_async_url("mysql://h/db").query["charset"] == "utf8mb4"
     assert to_async_url("mysql://h/db?charset=utf8").query["charset"] == "utf8"
+    assert to_async_url("mysql+asyncmy://h/db").query["charset"] == "utf8mb4"
 
 
 @pytest.mark.parametrize(

@@ -72,8 +72,8 @@ class SQLAlchemySession(ContextOwner):
         Args:
             session_id: The conversation's identifier.
             engine: An async engine (``sqlite+aiosqlite``, ``postgresql+asyncpg``,
-                ``mysql+aiomysql``). On SQLite, convostore installs WAL and a busy timeout
-                on the engine's new connections.
+                ``mysql+aiomysql``, ``mysql+asyncmy``). On SQLite, convostore installs WAL and
+                a busy timeout on the engine's new connections.
             create_tables: Create the tables if they do not exist, on first use. For
                 development and tests; production schemas come from the migrations.
             sessions_table: Name of the sessions table.
@@ -135,8 +135,8 @@ class SQLAlchemySession(ContextOwner):
 
         Plain URLs get the async driver: ``sqlite:///file.db`` (``sqlite://`` is in memory),
         ``postgres://`` / ``postgresql://`` (asyncpg), ``mysql://`` / ``mariadb://``
-        (aiomysql). The session owns the engine: ``await session.close()``, or
-        ``async with``, disposes it.
+        (aiomysql; ``mysql+asyncmy://`` for asyncmy). The session owns the engine:
+        ``await session.close()``, or ``async with``, disposes it.
 
         Args:
             session_id: The conversation's identifier.

@@ -1,8 +1,8 @@
 """Large items in bounded chunks, so no statement or result row outgrows the server's limits.
 
 MySQL and MariaDB refuse any statement or result row larger than ``max_allowed_packet`` (16 MB
-by default), and aiomysql sends parameters inline in the statement text. An item whose JSON
-text is longer than the store's chunk size is therefore stored in pieces:
+by default), and aiomysql and asyncmy send parameters inline in the statement text. An item
+whose JSON text is longer than the store's chunk size is therefore stored in pieces:
 
 - its message row holds the first ``chunk_chars`` characters in ``message_data`` and the
   number of further pieces in ``chunk_count`` (0, the default, for every item that fits);

@@ -182,7 +182,7 @@ _DRIVER_EXTRAS = {
     "aiomysql": "pip install 'convostore[mysql]'",
     "pymysql": "pip install 'convostore[mysql]'",
     "aiosqlite": "pip install aiosqlite",
-    "asyncmy": "pip install asyncmy",
+    "asyncmy": "pip install 'convostore[asyncmy]'",
     "psycopg2": "pip install psycopg2-binary",
     "psycopg": "pip install 'psycopg[binary]'",
     "MySQLdb": "pip install mysqlclient",

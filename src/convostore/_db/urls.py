@@ -2,7 +2,8 @@
 
 ``postgres://``, ``postgresql://``, ``mysql://``, ``mariadb://`` and ``sqlite://`` get the
 async driver convostore ships with (asyncpg, aiomysql, aiosqlite). An explicit async driver
-is kept as written; a sync-only driver is refused with the URL to use instead.
+(``mysql+asyncmy://``, ``postgresql+psycopg://`` ...) is kept as written; a sync-only driver
+is refused with the URL to use instead.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ Commands take the database URL from ``--url`` or the ``CONVOSTORE_URL`` environm
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from convostore import __version__
@@ -17,6 +19,10 @@ __all__ = ["main"]
 @click.version_option(__version__, prog_name="convostore")
 def main() -> None:
     """convostore: the conversation session store for AI agents."""
+    # asyncmy logs each note the server sends at WARNING (MariaDB notes, for instance, that it
+    # ignores the name of every primary key the migrations create). They say nothing a user
+    # can act on, and with no logging set up Python would print them between our own lines.
+    logging.getLogger("asyncmy").setLevel(logging.ERROR)
 
 
 def _register() -> None:
