@@ -32,7 +32,7 @@ from convostore import (
     engine_from_url,
     to_async_url,
 )
-from convostore._db.direct import executor
+from convostore._db.direct import executor, fetch_on_driver
 from convostore._db.engine import Database
 from convostore._db.schema import utcnow
 
@@ -105,7 +105,7 @@ async def test_concurrent_writers_get_contiguous_positions(
         assert len({item["w"] for item in batch}) == 1
 
 
-async def test_hot_statements_run_on_the_driver_cursor(
+async def test_hot_statements_run_on_the_driver(
     asyncmy_engine: AsyncEngine, asyncmy_tables: Tables
 ) -> None:
     statements = Database.of(asyncmy_engine, asyncmy_tables).statements
@@ -131,10 +131,22 @@ async def test_hot_statements_run_on_the_driver_cursor(
     def watch(*_: Any) -> None:
         return None
 
+    # A read: one statement on a pooled asyncmy connection, and its ROLLBACK.
+    session = session_on(asyncmy_engine, asyncmy_tables)
+    await session.add_items([{"n": 0}, {"n": 1}])
+    params = {"sid": session.session_id, "lim": 1}
+    rows = await fetch_on_driver(asyncmy_engine, statements, statements.select_tail, params)
+    assert rows is not None
+    assert [row[1] for row in rows] == ['{"n":1}']
+
     event.listen(asyncmy_engine.sync_engine, "before_cursor_execute", watch)
     try:
         async with asyncmy_engine.connect() as conn:
             assert not await conn.run_sync(direct)
+        assert (
+            await fetch_on_driver(asyncmy_engine, statements, statements.select_tail, params)
+            is None
+        )
     finally:
         event.remove(asyncmy_engine.sync_engine, "before_cursor_execute", watch)
 
@@ -187,13 +199,14 @@ async def test_a_killed_connection_is_replaced(
                     await conn.exec_driver_sql(f"KILL {int(thread)}")
             finally:
                 await killer.dispose()
+            if work == "read":
+                # The read on the driver fails, and runs again the usual way.
+                assert (await session.get_items())[-1] == {"work": "read"}
+                continue
             caplog.clear()
             with caplog.at_level(logging.DEBUG, logger="convostore"):
-                if work == "read":
-                    assert (await session.get_items())[-1] == {"work": "read"}
-                else:
-                    await session.add_items([{"after": "kill"}])
-            assert "failed (disconnect, " in caplog.text, work
+                await session.add_items([{"after": "kill"}])
+            assert "failed (disconnect, " in caplog.text  # asyncmy's 2013/2006: retried
         assert (await session.get_items())[-1] == {"after": "kill"}
     finally:
         await one.dispose()
