@@ -147,7 +147,8 @@ def missed(backend: str, checks: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _num(value: float | None, digits: int = 2) -> str:
+def number(value: float | None, digits: int = 2) -> str:
+    """A figure for a table: thousands separated, fewer digits as it grows; a dash if none."""
     if value is None:
         return "—"
     if value >= 1000:
@@ -164,7 +165,7 @@ def _ratio(value: float | None) -> str:
 def _value(value: Any) -> str:
     if isinstance(value, (bool, int)) or not isinstance(value, float):
         return str(value)
-    return _num(value)
+    return number(value)
 
 
 def _short(label: str) -> str:
@@ -199,7 +200,7 @@ def summary_table(backend: str, result: dict[str, Any]) -> str:
         cells.append(_short(_label(result, peer)) if peer else "—")
         for name in names:
             stats = workloads[workload].get(name, {})
-            cells.append("failed" if "error" in stats else _num(stats.get("ops_per_s")))
+            cells.append("failed" if "error" in stats else number(stats.get("ops_per_s")))
         lines.append(_row(cells))
     return "\n".join(lines) + "\n"
 
@@ -231,14 +232,14 @@ def detail_table(backend: str, result: dict[str, Any]) -> str:
                 continue
             r = rat[workload].get(name, {})
             cells += [_ratio(r.get("peer")), _ratio(r.get("floor"))]
-            cells += [_num(stats.get("ops_per_s")), _num(stats.get("p50_ms"))]
-            cells += [_num(stats.get("p99_ms")), _num(stats.get("cpu_ms"), 3)]
+            cells += [number(stats.get("ops_per_s")), number(stats.get("p50_ms"))]
+            cells += [number(stats.get("p99_ms")), number(stats.get("cpu_ms"), 3)]
             lines.append(_row(cells))
     lines.append("")
     lines.append("**bold**: the fastest peer on that workload.")
     scaling = tail_scaling(result)
     if any(v is not None for v in scaling.values()):
-        parts = [f"{_label(result, n)} {_num(v)}" for n, v in scaling.items() if v is not None]
+        parts = [f"{_label(result, n)} {number(v)}" for n, v in scaling.items() if v is not None]
         lines.append("tail20 p50 at 100k / p50 at 10k: " + ", ".join(parts))
     integrity = {
         name: stats["integrity"]

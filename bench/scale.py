@@ -47,6 +47,7 @@ from typing import Any
 
 from bench import DEFAULT_URLS, RESULTS_DIR, log, machine, server_version
 from items import item
+from report import number
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -774,16 +775,6 @@ def summarize(
 # -- the report ------------------------------------------------------------------------------------
 
 
-def _num(value: float | None, digits: int = 2) -> str:
-    if value is None:
-        return "—"
-    if value >= 1000:
-        return f"{value:,.0f}"
-    if value >= 100:
-        return f"{value:.0f}"
-    return f"{value:.{digits}f}"
-
-
 def _size(value: int | None) -> str:
     if not value:
         return "—"
@@ -809,9 +800,10 @@ def table(backend: str, result: dict[str, Any]) -> str:
         load = sets[name]["load"]
         per_item = load["bytes"] / sets[name]["items"] if load.get("bytes") else None
         lines.append(
-            f"| {name} | {_num(load['sessions_seconds'], 1)} | {_num(load['items_seconds'], 1)} "
-            f"| {_num(load['analyze_seconds'], 1)} | {_num(load['seconds'], 1)} "
-            f"| {_size(load.get('bytes'))} | {_num(per_item, 0)} |"
+            f"| {name} | {number(load['sessions_seconds'], 1)} "
+            f"| {number(load['items_seconds'], 1)} "
+            f"| {number(load['analyze_seconds'], 1)} | {number(load['seconds'], 1)} "
+            f"| {_size(load.get('bytes'))} | {number(per_item, 0)} |"
         )
     lines += [
         "",
@@ -822,10 +814,10 @@ def table(backend: str, result: dict[str, Any]) -> str:
     for name in READS:
         entry = result["reads"][name]
         lines.append(
-            f"| {LABELS[name]} | {_num(entry['small']['p50_ms'])} "
-            f"| {_num(entry['small']['p99_ms'])} | {_num(entry['large']['p50_ms'])} "
-            f"| {_num(entry['large']['p99_ms'])} | {_num(entry['p50_ratio'])} "
-            f"| {_num(entry['p99_ratio'])} |"
+            f"| {LABELS[name]} | {number(entry['small']['p50_ms'])} "
+            f"| {number(entry['small']['p99_ms'])} | {number(entry['large']['p50_ms'])} "
+            f"| {number(entry['large']['p99_ms'])} | {number(entry['p50_ratio'])} "
+            f"| {number(entry['p99_ratio'])} |"
         )
     pr = result["prune"]
     lines += [
@@ -836,11 +828,11 @@ def table(backend: str, result: dict[str, Any]) -> str:
     for name in ("large", "small"):
         p = pr[name]
         lines.append(
-            f"| {name} | {p['sessions']:,} | {p['items']:,} | {_num(p['seconds'])} "
-            f"| {_num(p['sessions_per_s'])} | {_num(p['items_per_s'])} |"
+            f"| {name} | {p['sessions']:,} | {p['items']:,} | {number(p['seconds'])} "
+            f"| {number(p['sessions_per_s'])} | {number(p['items_per_s'])} |"
         )
     lines.append("")
-    lines.append(f"prune sessions/s, large/small: {_num(pr['sessions_per_s_ratio'])}")
+    lines.append(f"prune sessions/s, large/small: {number(pr['sessions_per_s_ratio'])}")
     for note in result.get("notes", []):
         lines.append(f"note: {note}")
     return "\n".join(lines) + "\n"
@@ -912,7 +904,7 @@ async def main(argv: list[str] | None = None) -> int:
         for c in result.get("targets", []):
             flag = "met    " if c["met"] else "NOT MET"
             missed |= not c["met"]
-            print(f"  {flag} {backend:<10} {c['target']:<34} measured {_num(c['value'])}")
+            print(f"  {flag} {backend:<10} {c['target']:<34} measured {number(c['value'])}")
     print(f"\nJSON: {path}  ({out['seconds']}s)")
     return 1 if args.check and missed else 0
 
