@@ -2,9 +2,9 @@
 
 Usage (from the repository root, after ``pip install -e '.[dev,bench]'``)::
 
-    python bench/scale.py --backend all                # full size: about an hour on 2 cores
-    python bench/scale.py --backend postgresql --scale 0.01   # a quick run: a minute
-    python bench/scale.py --backend all --scale 0.001  # smoke: checks that it runs, no figures
+    python bench/scale.py --backend all                # full size: about 35 minutes on 2 cores
+    python bench/scale.py --backend postgresql --scale 0.01   # a quick run: a minute or two
+    python bench/scale.py --backend all --scale 0.001 --ops 100  # smoke: checks that it runs
 
 Per backend it loads two data sets into convostore's own tables (made by
 ``convostore.create_tables`` from ``convostore.build_tables``, with run-unique names): a large
@@ -68,6 +68,7 @@ from convostore.migrate import drop_version_table
 BACKENDS = ["sqlite", "postgresql", "mysql"]
 FULL_SESSIONS = {"sqlite": 100_000, "postgresql": 1_000_000, "mysql": 1_000_000}
 SMALL_SESSIONS = 10_000
+MIN_SESSIONS = 200
 
 # Items per session, dealt out in turn (every 20 consecutive sessions get each count once):
 # most conversations are short, a few are long; 10 items per session on average.
@@ -634,8 +635,9 @@ async def run_backend(backend: str, url: str, args: argparse.Namespace) -> dict[
 
 async def _run(be: Backend, server: str, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"server": server, "notes": []}
-    large_n = round_sessions(FULL_SESSIONS[be.name] * args.scale)
-    small_n = min(SMALL_SESSIONS, round_sessions(large_n // 10))
+    # Enough sessions, at any scale, for a full page at the deep cursors of both sets.
+    large_n = max(MIN_SESSIONS * 10, round_sessions(FULL_SESSIONS[be.name] * args.scale))
+    small_n = min(SMALL_SESSIONS, max(MIN_SESSIONS, round_sessions(large_n // 10)))
     run_id = uuid.uuid4().hex[:8]
     t0 = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
