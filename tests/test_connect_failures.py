@@ -166,13 +166,21 @@ def check(error: BaseException, case: Case, elapsed: float) -> None:
 
 
 async def fails(case: Case, call: Callable[[], Awaitable[object]]) -> None:
-    """Run ``call`` and check the error it raises."""
-    began = time.monotonic()
-    try:
-        await call()
-    except Exception as exc:  # whatever escapes: its type is the first thing checked
-        check(exc, case, time.monotonic() - began)
-    else:
+    """Run ``call`` and check the error it raises.
+
+    A call slower than ``FAST`` is timed once more and the faster try counts: a busy machine
+    can stall one try, while a call that retries (seconds) is slow every time.
+    """
+    for tries in (1, 2):
+        began = time.monotonic()
+        try:
+            await call()
+        except Exception as exc:  # whatever escapes: its type is the first thing checked
+            elapsed = time.monotonic() - began
+            if elapsed >= FAST and tries == 1:
+                continue
+            check(exc, case, elapsed)
+            return
         pytest.fail("the call succeeded")
 
 
@@ -315,7 +323,8 @@ async def test_pool_timeout_names_the_pool_settings(backend: str) -> None:
     assert "pool_timeout=0.5 s" in message
     assert "\n" not in message
     assert caught.value.__cause__ is not None
-    assert 0.5 <= elapsed < 0.9, f"waited {elapsed:.2f}s: the pool's wait was repeated"
+    # Repeated, the wait would be 1.0 s at least.
+    assert 0.5 <= elapsed < 1.0, f"waited {elapsed:.2f}s: the pool's wait was repeated"
 
 
 @pytest.mark.postgresql
