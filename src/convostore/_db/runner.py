@@ -56,7 +56,7 @@ from .._observability import record_retry
 from ..errors import CommitOutcomeUnknownError, ConvostoreError, StorageError
 from .dialect import Failure, classify, driver_error, driver_message, nothing_answered, unreachable
 from .engine import Database, EngineState
-from .worker import Committing, commit_after
+from .worker import Committing, SQLiteWorker, commit_after
 
 __all__ = ["ReadAgain", "Verify", "run_read", "run_write"]
 
@@ -123,7 +123,9 @@ async def run_write(
     worker = db.state.worker_for(engine)
     if worker is not None:
         # The worker's one writer thread is the queue.
-        return await _shielded(_run(engine, db.state, work, retry, write=True, verify=verify))
+        return await _shielded(
+            _run(engine, db.state, work, retry, write=True, verify=verify, worker=worker)
+        )
     # On a SQLite file, queue behind this process's other writers first (outside the shield:
     # a caller cancelled while it waits its turn has written nothing).
     lock = db.state.writer_lock()
@@ -198,14 +200,17 @@ async def _run(
     *,
     write: bool,
     verify: Verify | None,
+    worker: SQLiteWorker | None = None,
 ) -> T:
+    """``worker``: the caller's answer of ``state.worker_for(engine)`` for the first try."""
     dialect = state.dialect
     lock = state.connection_lock
     clock = _Clock(retry)
     while True:
         clock.attempt += 1
         try:
-            worker = state.worker_for(engine)
+            if clock.attempt > 1 or worker is None:
+                worker = state.worker_for(engine)  # asked once per try
             if worker is not None:
                 return await (worker.write(work) if write else worker.read(work))
             if lock is None:
