@@ -19,6 +19,7 @@ from convostore import SessionStore, SQLAlchemySession, Tables, build_tables, cr
 from convostore.migrate import drop_version_table
 
 from ._databases import RUN_ID
+from ._layouts import Layout
 
 SMALL_CHUNK = 300
 """Characters per chunk under the ``small_chunks`` fixture: items of a few KB take many chunks."""
@@ -71,13 +72,17 @@ def make_store(engine: AsyncEngine, tables: Tables, **options: Any) -> SessionSt
 
 
 @contextlib.asynccontextmanager
-async def store_factory(engine: AsyncEngine) -> AsyncIterator[NewStore]:
-    """Make stores on fresh tables of their own, dropped when the block ends."""
+async def store_factory(
+    engine: AsyncEngine, layout: Layout | None = None
+) -> AsyncIterator[NewStore]:
+    """Make stores on fresh tables of their own (in ``layout``), dropped when the block ends."""
     made: list[Tables] = []
+    create = layout.create_tables if layout else create_tables
+    drop = layout.drop_tables if layout else drop_tables
 
     async def make(**options: Any) -> SessionStore:
         tables = unique_tables()
-        await create_tables(engine, tables)
+        await create(engine, tables)
         made.append(tables)
         return make_store(engine, tables, **options)
 
@@ -85,7 +90,7 @@ async def store_factory(engine: AsyncEngine) -> AsyncIterator[NewStore]:
         yield make
     finally:
         for tables in made:
-            await drop_tables(engine, tables)
+            await drop(engine, tables)
 
 
 async def age(store: SessionStore, session_id: str, days: float) -> None:

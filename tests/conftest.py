@@ -52,7 +52,9 @@ from ._databases import (
     scratch_database,
     server_down,
     server_url,
+    skip_or_fail,
 )
+from ._layouts import Backend, Layout, asked_for, layout_params, make_layout, registered
 from ._proxy import CuttingProxy, Proxied
 from ._stores import (
     SMALL_CHUNK,
@@ -75,9 +77,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     backends a test is not for."""
     runs_on: dict[pytest.Item, set[str]] = {}
     drop = []
+    # A layout's cases start servers or databases of their own: they run only when named.
+    wanted = asked_for(config.option.markexpr or "")
     for item in items:
         case, declared = _case_backends(item), _declared_backends(item)
-        if case and declared and not case <= declared:
+        if _case_layout(item) not in (None, *wanted) or (
+            case and declared and not case <= declared
+        ):
             drop.append(item)
         else:
             runs_on[item] = case or declared or set(BACKENDS)
@@ -101,6 +107,13 @@ def _case_backends(item: pytest.Item) -> set[str]:
     return {m.name for m in callspec.marks if m.name in BACKENDS} if callspec else set()
 
 
+def _case_layout(item: pytest.Item) -> str | None:
+    """The layout the test's ``backend`` parameter runs on, if any."""
+    callspec = getattr(item, "callspec", None)
+    backend = callspec.params.get("backend") if callspec else None
+    return backend.layout if isinstance(backend, Backend) else None
+
+
 def _declared_backends(item: pytest.Item) -> set[str]:
     """The backend markers written on the test, else on its class, else on its module."""
     callspec = getattr(item, "callspec", None)
@@ -122,10 +135,29 @@ def sqlite_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("sqlite")
 
 
-@pytest.fixture(scope="session", params=backend_params())
-def backend(request: pytest.FixtureRequest) -> str:
-    """The backend's name: ``sqlite``, ``postgresql`` or ``mysql``."""
-    return str(request.param)
+@pytest.fixture(scope="session", params=[*backend_params(), *layout_params()])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """The backend's name: ``sqlite``, ``postgresql`` or ``mysql``; ``.layout`` names a layout.
+
+    The layout cases (tests/_layouts.py) run only under ``-m spider`` or ``-m pg_partitioned``.
+    """
+    param = request.param
+    return param if isinstance(param, Backend) else Backend(str(param))
+
+
+@pytest.fixture(scope="session")
+async def layout(backend: Backend) -> AsyncIterator[Layout | None]:
+    """The started layout of a layout case (``None`` on a plain backend); stopped at the end."""
+    if backend.layout is None:
+        yield None
+        return
+    if backend.layout not in registered():
+        skip_or_fail(f"the {backend.layout} layout is not available in this checkout")
+    started = make_layout(backend.layout)
+    try:
+        yield started
+    finally:
+        await started.stop()
 
 
 _unreachable: dict[str, str] = {}
@@ -143,26 +175,29 @@ async def _reachable(engine: AsyncEngine) -> str | None:
 
 
 @pytest.fixture(scope="session")
-async def engine(backend: str, sqlite_dir: Path) -> AsyncIterator[AsyncEngine]:
+async def engine(
+    backend: Backend, layout: Layout | None, sqlite_dir: Path
+) -> AsyncIterator[AsyncEngine]:
     """The run's engine for ``backend``; skips (or, under CI, fails) if the server is down."""
-    if backend in _unreachable:
-        server_down(backend, _unreachable[backend])
+    if backend.id in _unreachable:
+        server_down(backend.id, _unreachable[backend.id])
     pool = {} if backend == "sqlite" else {"pool_size": 10, "max_overflow": 20}
-    eng = engine_from_url(backend_url(backend, sqlite_dir), **pool)
+    url = await layout.start() if layout is not None else backend_url(backend, sqlite_dir)
+    eng = engine_from_url(url, **pool)
     if (reason := await _reachable(eng)) is not None:
-        _unreachable[backend] = reason
-        server_down(backend, reason)
+        _unreachable[backend.id] = reason
+        server_down(backend.id, reason)
     yield eng
     await eng.dispose()
 
 
 @pytest.fixture(scope="session")
-async def tables(engine: AsyncEngine) -> AsyncIterator[Tables]:
-    """Tables unique to this run on the backend; dropped when the run ends."""
+async def tables(engine: AsyncEngine, layout: Layout | None) -> AsyncIterator[Tables]:
+    """Tables unique to this run on the backend (in its layout); dropped when the run ends."""
     t = run_tables()
-    await create_tables(engine, t)
+    await (layout.create_tables if layout else create_tables)(engine, t)
     yield t
-    await drop_tables(engine, t)
+    await (layout.drop_tables if layout else drop_tables)(engine, t)
 
 
 @pytest.fixture
@@ -203,9 +238,9 @@ def store(engine: AsyncEngine, tables: Tables) -> SessionStore:
 
 
 @pytest.fixture
-async def new_store(engine: AsyncEngine) -> AsyncIterator[NewStore]:
+async def new_store(engine: AsyncEngine, layout: Layout | None) -> AsyncIterator[NewStore]:
     """``await new_store(**options)``: a store on tables of its own, dropped after the test."""
-    async with store_factory(engine) as make:
+    async with store_factory(engine, layout) as make:
         yield make
 
 
