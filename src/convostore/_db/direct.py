@@ -40,7 +40,7 @@ from . import watching
 from .engine import COMMITTED, engine_state
 from .statements import Statements
 
-__all__ = ["Executor", "Result", "executor", "fetch_on_driver"]
+__all__ = ["Executor", "Result", "compiled_so_far", "executor", "fetch_on_driver"]
 
 Params = dict[str, Any] | Sequence[dict[str, Any]] | None
 
@@ -154,6 +154,22 @@ async def fetch_on_driver(
         raise
     fairy.close()
     return plan.rows(raw)
+
+
+def compiled_so_far(statements: Statements) -> list[tuple[str, Executable, str]]:
+    """The statements of ``statements`` compiled for the driver's cursor so far.
+
+    For each: its dialect's name, the statement and the SQL sent. These are exactly the
+    statements the fast paths have run (a statement is compiled the first time it is run
+    this way), for checks that see SQL only through SQLAlchemy's events, which the fast
+    paths skip (tests/test_sharding_rule.py).
+    """
+    found = []
+    for dialect, compiled in list(_cache.get(statements, {}).items()):
+        for (key, _), plan in list(compiled.plans.items()):
+            if plan is not None:
+                found.append((dialect.name, compiled.hot[key], plan.sql))
+    return found
 
 
 class _Rows:

@@ -154,7 +154,7 @@ class Statements:
         )
 
         # -- session records ----------------------------------------------------------
-        self.session_records = select(
+        self.record_columns = (
             s.c.session_id,
             s.c.created_at,
             s.c.updated_at,
@@ -162,8 +162,9 @@ class Statements:
             s.c.user_id,
             s.c.metadata,
         )
-        """Every session's record (listing adds its conditions and order)."""
-        self.session_info = self.session_records.where(s.c.session_id == sid)
+        """A session record's columns. Columns, not a statement: every statement here
+        filters by ``session_id``, and listing adds conditions of its own."""
+        self.session_info = select(*self.record_columns).where(s.c.session_id == sid)
 
     # -- statements that depend on the call ----------------------------------------------
 

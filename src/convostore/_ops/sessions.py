@@ -92,7 +92,8 @@ async def list_sessions(
         )
     db = await ctx.ready()
     stmt = (
-        db.statements.session_records.where(and_(true(), *conditions))
+        select(*db.statements.record_columns)
+        .where(and_(true(), *conditions))
         .order_by(s.c.updated_at.desc(), s.c.session_id.desc())
         .limit(limit + 1)
     )
