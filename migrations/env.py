@@ -49,7 +49,7 @@ def run_migrations_offline() -> None:
 
 
 def do_run_migrations(connection: Connection) -> None:
-    context.configure(connection=connection, **options.context_options())
+    context.configure(connection=connection, **options.context_options(connection))
     with context.begin_transaction():
         context.run_migrations()
         # `downgrade base` leaves nothing of convostore behind, not even an empty version table.

@@ -117,7 +117,7 @@ def _drift(conn: Connection, tables: Tables) -> list[Drift]:
     from alembic.runtime.migration import MigrationContext
 
     options = MigrationOptions.for_tables(tables)
-    context = MigrationContext.configure(conn, opts=options.context_options())
+    context = MigrationContext.configure(conn, opts=options.context_options(conn))
     differences = compare_metadata(context, tables.metadata)
     return [Drift(_table_of(difference), difference) for difference in differences]
 

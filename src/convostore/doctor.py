@@ -17,6 +17,7 @@ from typing import Any
 from . import migrate
 from ._db.chunks import chunk_chars_for_packet
 from ._db.dialect import Address, describe_connect_failure, explain_unreachable, nothing_answered
+from ._layouts.postgresql import Partitioning, partitioning_of
 from ._store import SessionStore
 from ._table_layout import compare_layout
 from .errors import ConvostoreError
@@ -115,10 +116,36 @@ async def _check_tables(store: SessionStore, checks: list[Check]) -> bool:
             )
         )
         return False
-    checks.append(
-        Check("tables", "ok", f"{tables.sessions.name} and {tables.messages.name} are in place")
-    )
+    found = f"{tables.sessions.name} and {tables.messages.name} are in place"
+    layouts = await _partitioning(store)
+    if layouts and len({layout.partitions for layout in layouts}) > 1:
+        checks.append(
+            Check(
+                "tables",
+                "warn",
+                f"{found}; {'; '.join(layout.describe() for layout in layouts)}",
+                "partition the two tables together, with convostore.layouts.partition_messages "
+                "(or `convostore migrate upgrade head --partitions N`)",
+            )
+        )
+        return True
+    if layouts and layouts[0].partitions is not None:
+        found += (
+            f"; {tables.messages.name} and {tables.chunks.name} are hash-partitioned by "
+            f"session_id into {layouts[0].partitions}"
+        )
+    checks.append(Check("tables", "ok", found))
     return True
+
+
+async def _partitioning(store: SessionStore) -> list[Partitioning]:
+    """How the messages and chunks tables are laid out (PostgreSQL); empty elsewhere."""
+    tables = store.tables
+    if store.engine.dialect.name != "postgresql":
+        return []
+    async with store.engine.connect() as conn:
+        found = [await conn.run_sync(partitioning_of, t) for t in (tables.messages, tables.chunks)]
+    return [layout for layout in found if layout is not None]
 
 
 async def _check_revision(store: SessionStore, *, tables_ok: bool) -> Check:

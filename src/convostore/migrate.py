@@ -174,6 +174,17 @@ class MigrationOptions:
             return parent_names.get("schema_name") == self.schema and name in self._table_names
         return True
 
+    def _include_name_but(
+        self,
+        derived: frozenset[tuple[str, str]],
+        name: str | None,
+        type_: str,
+        parent_names: Mapping[str, Any],
+    ) -> bool:
+        if type_ == "foreign_key_constraint" and (parent_names.get("table_name"), name) in derived:
+            return False
+        return self.include_name(name, type_, parent_names)
+
     def include_object(
         self, obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
     ) -> bool:
@@ -185,17 +196,29 @@ class MigrationOptions:
             return table.name in self._table_names
         return True
 
-    def context_options(self) -> dict[str, Any]:
+    def context_options(self, connection: Connection | None = None) -> dict[str, Any]:
         """Keyword arguments for Alembic's ``context.configure`` (and ``MigrationContext``).
 
         The revisions read the table names from the ``convostore`` entry.
+
+        Args:
+            connection: The database the context compares (online mode). On PostgreSQL,
+                the constraints the server derives for partitions (the per-partition copies
+                of the chunks table's foreign key, see ``convostore.layouts``) are then left
+                out of the comparison, as the partitions themselves always are.
         """
+        from ._layouts.postgresql import derived_constraints
+
+        derived = derived_constraints(connection, self.tables) if connection else frozenset()
+        include_name = (
+            functools.partial(self._include_name_but, derived) if derived else self.include_name
+        )
         return {
             "target_metadata": self.metadata,
             "version_table": self.version_table,
             "version_table_schema": self.schema,
             "include_schemas": self.schema is not None,
-            "include_name": self.include_name,
+            "include_name": include_name,
             "include_object": self.include_object,
             "compare_type": True,
             "convostore": {

@@ -27,6 +27,9 @@ from ._store import require_existing_sqlite_file
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.engine import URL
+
+    from convostore.migrate import MigrationOptions
 
 __all__ = ["migrate"]
 
@@ -42,6 +45,8 @@ def _x_pairs(values: tuple[str, ...]) -> dict[str, str]:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_QUIET = "convostore.migrate.quiet"
 
 _URL_HELP = (
     "Database URL (default: $CONVOSTORE_URL). Plain postgres://, mysql://, sqlite:/// URLs get "
@@ -101,6 +106,7 @@ def migrate(
         if value and key not in settings:
             settings[key] = value
     ctx.obj = settings
+    ctx.meta[_QUIET] = quiet
     if not quiet:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -164,12 +170,93 @@ _SQL = click.option(
 )
 
 
-@_subcommand(
-    "Upgrade to REVISION (default head).", click.argument("revision", default="head"), _SQL
+_PARTITIONS = click.option(
+    "--partitions",
+    type=click.IntRange(2, None),
+    metavar="N",
+    help="PostgreSQL: then hash-partition the messages and chunks tables by session_id into "
+    "N partitions, keeping their rows (nothing to do if they already are).",
 )
-def upgrade(ctx: click.Context, revision: str, sql: bool) -> None:
-    """Upgrade to REVISION (default: head); adopts an Agents SDK database."""
+
+
+@_subcommand(
+    "Upgrade to REVISION (default head).",
+    click.argument("revision", default="head"),
+    _SQL,
+    _PARTITIONS,
+)
+def upgrade(ctx: click.Context, revision: str, sql: bool, partitions: int | None) -> None:
+    """Upgrade to REVISION (default: head); adopts an Agents SDK database.
+
+    With --partitions N (PostgreSQL), the messages and chunks tables are then
+    hash-partitioned by session_id into N partitions (see docs/scaling.md).
+    """
+    if partitions is not None and sql:
+        raise click.UsageError(
+            "--partitions cannot be combined with --sql: partitioning looks at the tables it "
+            "rebuilds; print the upgrade's SQL first, then run `upgrade head --partitions N`"
+        )
+    if partitions is not None:
+        _require_postgresql(ctx)
     _run(ctx, lambda command, cfg: command.upgrade(cfg, revision, sql=sql))
+    if partitions is not None:
+        _partition(ctx, partitions)
+
+
+def _require_postgresql(ctx: click.Context) -> None:
+    """Refuse --partitions before upgrading a database that cannot be partitioned."""
+    from convostore._layouts.postgresql import require_postgresql
+    from convostore._migration_env import options_from_config
+    from convostore.migrate import make_config
+
+    url = options_from_config(make_config(), ctx.obj).url
+    if url is not None:
+        require_postgresql(url.get_backend_name(), None)
+
+
+def _partition(ctx: click.Context, partitions: int) -> None:
+    """Hash-partition the store's messages tables on the database the options name."""
+    import asyncio
+
+    from convostore._layouts.postgresql import partition_tables
+    from convostore._migration_env import is_async_url, options_from_config, sync_engine
+    from convostore.migrate import make_config
+
+    settings = options_from_config(make_config(), ctx.obj)
+    url = settings.require_url()
+    tables = settings.options.tables
+    if is_async_url(url):
+        changed = asyncio.run(_partition_async(url, settings.options, partitions))
+    else:
+        engine = sync_engine(url)
+        try:
+            with engine.begin() as conn:
+                changed = partition_tables(conn, tables, partitions)
+        finally:
+            engine.dispose()
+    if not ctx.meta.get(_QUIET):
+        both = f"{tables.messages.name} and {tables.chunks.name}"
+        done = "are now" if changed else "already were"
+        click.echo(f"{both} {done} hash-partitioned by session_id into {partitions}", err=True)
+
+
+async def _partition_async(url: URL, options: MigrationOptions, partitions: int) -> bool:
+    from sqlalchemy.pool import NullPool
+
+    from convostore import engine_from_url
+    from convostore.layouts import partition_messages
+
+    engine = engine_from_url(url, poolclass=NullPool)
+    try:
+        return await partition_messages(
+            engine,
+            partitions,
+            sessions_table=options.sessions_table,
+            messages_table=options.messages_table,
+            schema=options.schema,
+        )
+    finally:
+        await engine.dispose()
 
 
 @_subcommand(

@@ -1,0 +1,1 @@
+"""Table layouts beyond one plain server (the public door is ``convostore.layouts``)."""
