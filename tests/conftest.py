@@ -44,6 +44,7 @@ from convostore import (
     to_async_url,
 )
 
+from . import _pg_partitioned  # noqa: F401  (registers the pg_partitioned layout)
 from ._databases import (
     BACKENDS,
     SERVERS,

@@ -479,7 +479,7 @@ def sdk_settings_session(make_session: MakeSession) -> SQLAlchemySession:
 
 
 @pytest.mark.parametrize(
-    ("layout", "mode"),
+    ("wrapping", "mode"),
     [("inside", "automatic"), ("outside", "automatic"), ("outside", "manual")],
 )
 async def test_sdk_encrypted_session_keeps_compaction_atomic(
@@ -487,14 +487,14 @@ async def test_sdk_encrypted_session_keeps_compaction_atomic(
     engine: AsyncEngine,
     tables: Tables,
     small_chunks: int,
-    layout: str,
+    wrapping: str,
     mode: str,
 ) -> None:
     raw = sdk_settings_session(make_session)
     sid = raw.session_id
     client = CompactClient(lambda n: [summary("secret summary", size=400)])
     session: Any
-    if layout == "inside":
+    if wrapping == "inside":
         # Compaction session -> EncryptedSession -> convostore.
         inner = SDKEncryptedSession(sid, raw, encryption_key=KEY)
         session = compacting(inner, client, compaction_mode="input")

@@ -50,7 +50,7 @@ from convostore.migrate import (
     version_table_for,
 )
 
-from ._databases import MYSQL_URL, POSTGRES_URL
+from ._databases import MYSQL_URL
 from ._programs import run as run_program
 from ._stores import drop_tables, session_on
 
@@ -85,13 +85,13 @@ async def fresh(engine: AsyncEngine, backend: str, tmp_path: Path) -> AsyncItera
     if backend == "postgresql":
         async with engine.begin() as conn:
             await conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+        # The run's database: a layout's (pg_partitioned) is not the server's test database.
+        url = engine.url.render_as_string(hide_password=False)
         eng = engine_from_url(
-            POSTGRES_URL,
-            poolclass=NullPool,
-            connect_args={"server_settings": {"search_path": name}},
+            url, poolclass=NullPool, connect_args={"server_settings": {"search_path": name}}
         )
         try:
-            yield Fresh(backend, eng, POSTGRES_URL, {"schema": name})
+            yield Fresh(backend, eng, url, {"schema": name})
         finally:
             await eng.dispose()
             async with engine.begin() as conn:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Coroutine
-from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import pytest
@@ -24,8 +23,6 @@ from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_s
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore import SQLAlchemySession, Tables, engine_from_url
-
-from ._databases import backend_url
 
 T = TypeVar("T")
 
@@ -104,12 +101,13 @@ class StoreVersusList(RuleBasedStateMachine):
 
 
 @pytest.mark.slow
-def test_store_behaves_like_a_list(backend: str, sqlite_dir: Path, tables: Tables) -> None:
-    # `tables` made the run's tables on the shared loop; this loop gets an engine of its own.
+def test_store_behaves_like_a_list(engine: AsyncEngine, tables: Tables) -> None:
+    # `tables` made the run's tables on the shared loop; this loop gets an engine of its own,
+    # on the run's database (a layout's, under -m pg_partitioned).
     loop = asyncio.new_event_loop()
-    engine = engine_from_url(backend_url(backend, sqlite_dir))
+    own = engine_from_url(engine.url)
     StoreVersusList.loop = loop
-    StoreVersusList.engine = engine
+    StoreVersusList.engine = own
     StoreVersusList.tables = tables
     try:
         run_state_machine_as_test(
@@ -122,5 +120,5 @@ def test_store_behaves_like_a_list(backend: str, sqlite_dir: Path, tables: Table
             ),
         )
     finally:
-        loop.run_until_complete(engine.dispose())
+        loop.run_until_complete(own.dispose())
         loop.close()
