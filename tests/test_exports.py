@@ -88,6 +88,7 @@ PUBLIC_MODULES = {
     "convostore.cli",
     "convostore.demo",
     "convostore.doctor",
+    "convostore.layouts",
     "convostore.testing",
 }
 
