@@ -44,7 +44,10 @@ from convostore import (
     to_async_url,
 )
 
-from . import _pg_partitioned  # noqa: F401  (registers the pg_partitioned layout)
+from . import (
+    _pg_partitioned,  # noqa: F401  (registers the pg_partitioned layout)
+    _spider,  # noqa: F401  (registers the spider layout)
+)
 from ._databases import (
     BACKENDS,
     SERVERS,

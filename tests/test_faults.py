@@ -15,16 +15,9 @@ retried as whole transactions, and ``bench/soak.py`` runs briefly across a resta
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import glob
 import json
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -49,14 +42,13 @@ from convostore import (
     build_tables,
     create_tables,
     engine_from_url,
-    to_async_url,
 )
 from convostore._db.engine import Database
 from convostore._db.runner import run_write as run_on_database
 
-from ._databases import MYSQL_URL, SERVERS, backend_params, skip_or_fail
-from ._programs import free_port
+from ._databases import SERVERS, backend_params
 from ._proxy import Proxied
+from ._servers import PrivateMariaDB, PrivatePostgres, PrivateServer
 from ._stores import session_on, table_options, unique_tables
 
 pytestmark = pytest.mark.fault
@@ -68,161 +60,6 @@ async def run_write(engine: AsyncEngine, work: Any, **options: Any) -> Any:
     """Run ``work`` through convostore's runner on ``engine`` (default tables and retries)."""
     database = Database.of(engine, build_tables())
     return await run_on_database(database, work, retry=RetryPolicy(), **options)
-
-
-def _missing(what: str) -> None:
-    skip_or_fail(f"{what}; the fault tests start their own database servers")
-
-
-def _wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.02)
-    raise RuntimeError(f"no server on port {port} after {timeout}s")
-
-
-class PrivateServer:
-    """A database server of this test module's own, which it may stop and start at will."""
-
-    url: str
-    name: str
-
-    def start(self) -> None:
-        raise NotImplementedError
-
-    def stop(self, *, crash: bool = False) -> None:
-        raise NotImplementedError
-
-    def destroy(self) -> None:
-        raise NotImplementedError
-
-    def restart(self, down_for: float, *, crash: bool = False) -> float:
-        """Stop the server, keep it down ``down_for`` seconds, start it; return the outage."""
-        began = time.monotonic()
-        self.stop(crash=crash)
-        time.sleep(down_for)
-        self.start()
-        return time.monotonic() - began
-
-
-class PrivatePostgres(PrivateServer):
-    """A PostgreSQL cluster made with initdb, run with pg_ctl (as ``postgres`` when root)."""
-
-    name = "postgresql"
-
-    def __init__(self) -> None:
-        bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-        bindir = os.environ.get("CONVOSTORE_PG_BINDIR") or (bindirs[-1] if bindirs else "")
-        if not os.path.exists(os.path.join(bindir, "pg_ctl")):
-            _missing("PostgreSQL server binaries (initdb, pg_ctl) not found")
-        self.bindir = bindir
-        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        self.dir = tempfile.mkdtemp(prefix="convostore-pg-")
-        if self.as_user:
-            shutil.chown(self.dir, "postgres")
-        self.port = free_port()
-        self.url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
-        self._run("initdb", "-D", f"{self.dir}/data", "-A", "trust", "-U", "postgres", "--no-sync")
-        self.start()
-
-    def _run(self, tool: str, *args: str) -> None:
-        subprocess.run(
-            [*self.as_user, os.path.join(self.bindir, tool), *args],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-
-    def _ctl(self, *args: str) -> None:
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run("pg_ctl", "-D", f"{self.dir}/data", "-l", f"{self.dir}/log", "-o", options, *args)
-
-    def start(self) -> None:
-        self._ctl("-w", "start")
-
-    def stop(self, *, crash: bool = False) -> None:
-        # "fast" rolls back open transactions and closes every session; "immediate" is a
-        # crash: no checkpoint, crash recovery at the next start.
-        self._ctl("-w", "-m", "immediate" if crash else "fast", "stop")
-
-    def destroy(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            self._ctl("-w", "-m", "immediate", "stop")
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class PrivateMariaDB(PrivateServer):
-    """A MariaDB server on a data directory made with mariadb-install-db."""
-
-    name = "mysql"
-
-    def __init__(self) -> None:
-        install = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
-        server = shutil.which("mariadbd", path="/usr/sbin:/usr/bin") or shutil.which(
-            "mysqld", path="/usr/sbin:/usr/bin"
-        )
-        if not install or not server:
-            _missing("MariaDB server binaries (mariadb-install-db, mariadbd) not found")
-        self.server = str(server)
-        self.dir = tempfile.mkdtemp(prefix="convostore-mariadb-")
-        self.port = free_port()
-        # The driver of the run's MySQL URL: CONVOSTORE_TEST_MYSQL_URL=mysql+asyncmy://... runs
-        # the restarts on asyncmy.
-        driver = to_async_url(MYSQL_URL).drivername
-        self.url = f"{driver}://root@127.0.0.1:{self.port}/test"
-        self.user = ["--user=root"] if os.geteuid() == 0 else []
-        subprocess.run(
-            [
-                str(install),
-                "--no-defaults",
-                f"--datadir={self.dir}/data",
-                *self.user,
-                "--auth-root-authentication-method=normal",
-                "--skip-name-resolve",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-        self.start()
-        os.makedirs(f"{self.dir}/data/test", exist_ok=True)  # the `test` database
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                self.server,
-                "--no-defaults",
-                f"--datadir={self.dir}/data",
-                f"--port={self.port}",
-                "--bind-address=127.0.0.1",
-                f"--socket={self.dir}/mysqld.sock",
-                f"--pid-file={self.dir}/mysqld.pid",
-                "--innodb-buffer-pool-size=32M",
-                "--skip-name-resolve",
-                f"--log-error={self.dir}/error.log",
-                *self.user,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        _wait_for_port(self.port)
-
-    def stop(self, *, crash: bool = False) -> None:
-        if self.process is None:
-            return
-        # SIGTERM is a clean shutdown (open transactions rolled back); SIGKILL a crash, with
-        # InnoDB crash recovery at the next start.
-        self.process.send_signal(signal.SIGKILL if crash else signal.SIGTERM)
-        self.process.wait(timeout=60)
-        self.process = None
-
-    def destroy(self) -> None:
-        with contextlib.suppress(Exception):
-            self.stop(crash=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module", params=backend_params(*SERVERS))

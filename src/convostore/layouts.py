@@ -11,8 +11,13 @@ from ._db.schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE, build_ta
 
 __all__ = [
     "MAX_PARTITIONS",
+    "SpiderNode",
+    "create_spider_head",
+    "drop_spider_head",
     "message_partitions",
     "partition_messages",
+    "spider_head_ddl",
+    "spider_tables",
 ]
 
 
@@ -120,3 +125,20 @@ async def message_partitions(
     if found.partitions is None:
         raise SchemaError(f"{found.describe()}, not the way convostore partitions it")
     return found.partitions
+
+
+# -- MariaDB Spider: every table sharded by session_id over data nodes ------------------------
+#
+# A head server holds Spider tables linked to ordinary convostore databases (the nodes):
+#
+#     nodes = [SpiderNode.from_url("node0", "mysql://app:pw@10.0.0.10/agents"), ...]
+#     # each node first: convostore migrate --url mysql://app:pw@10.0.0.10/agents upgrade head
+#     await create_spider_head(engine_from_url("mysql://app:pw@10.0.0.1/agents"), nodes=nodes)
+
+from ._layouts.spider import (
+    SpiderNode,
+    create_spider_head,
+    drop_spider_head,
+    spider_head_ddl,
+    spider_tables,
+)
