@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import NullPool
 
 from convostore import engine_from_url
+from convostore._layouts.spider import refuse_revisions_on_spider_head
 from convostore._migration_env import (
     drop_empty_version_table,
     is_async_url,
@@ -50,6 +51,12 @@ def run_migrations_offline() -> None:
 
 def do_run_migrations(connection: Connection) -> None:
     context.configure(connection=connection, **options.context_options(connection))
+    # No revision runs on a MariaDB Spider head: its tables only link to the data nodes'.
+    try:
+        destination = context.get_revision_argument()
+    except KeyError:  # a command with no destination: check, current
+        destination = ...
+    refuse_revisions_on_spider_head(connection, options, destination)
     with context.begin_transaction():
         context.run_migrations()
         # `downgrade base` leaves nothing of convostore behind, not even an empty version table.

@@ -14,7 +14,7 @@ its dialect's name (``backend == "mysql"`` on Spider), so a test's dialect branc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import pytest
@@ -72,11 +72,27 @@ LAYOUT_BACKENDS = {"spider": "mysql", "pg_partitioned": "postgresql"}
 """Each layout's name (and marker) and the backend whose dialect it speaks."""
 
 _factories: dict[str, Callable[[], Layout]] = {}
+_not_here: dict[str, Mapping[str, str]] = {}
 
 
-def register(name: str, factory: Callable[[], Layout]) -> None:
-    """Make ``factory`` build the layout ``name`` (called by each layout's module on import)."""
+def register(
+    name: str, factory: Callable[[], Layout], *, deselect: Mapping[str, str] | None = None
+) -> None:
+    """Make ``factory`` build the layout ``name`` (called by each layout's module on import).
+
+    ``deselect`` maps test ids (``test_x.py::test_y[spider-case]``) that cannot work in the
+    layout by its nature to the reason; those cases are deselected in it, and only there.
+    """
     _factories[name] = factory
+    _not_here[name] = dict(deselect or {})
+
+
+def deselected(layout: str, nodeid: str) -> str | None:
+    """Why the test ``nodeid`` does not run in ``layout`` (``None``: it runs)."""
+    for test, reason in _not_here.get(layout, {}).items():
+        if nodeid.endswith(test):
+            return reason
+    return None
 
 
 def make_layout(name: str) -> Layout:

@@ -140,6 +140,9 @@ class SpiderLayout:
         try:
             async with head.connect() as conn:
                 await conn.exec_driver_sql("INSTALL SONAME 'ha_spider'")
+                # mariadb-install-db lets every account create and drop tables in `test`; a
+                # production head gives an application's role no DDL (test_least_privilege).
+                await conn.exec_driver_sql("REVOKE ALL PRIVILEGES ON test.* FROM PUBLIC")
         finally:
             await head.dispose()
         return self.head.url
@@ -175,4 +178,13 @@ class SpiderLayout:
         self.head = None
 
 
-register("spider", SpiderLayout)
+NOT_ON_SPIDER = {
+    "test_listing.py::test_a_keyset_page_is_a_range_of_the_index[spider-user]": (
+        "a listing of one user's sessions spans every node: the head's EXPLAIN is its plan "
+        "for merging the nodes' rows (a filesort of what each node returns), not an index "
+        "range scan; each node runs the plain mysql case's plan"
+    ),
+}
+"""Cases that cannot work on a Spider head by its nature, and why."""
+
+register("spider", SpiderLayout, deselect=NOT_ON_SPIDER)

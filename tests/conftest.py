@@ -58,7 +58,15 @@ from ._databases import (
     server_url,
     skip_or_fail,
 )
-from ._layouts import Backend, Layout, asked_for, layout_params, make_layout, registered
+from ._layouts import (
+    Backend,
+    Layout,
+    asked_for,
+    deselected,
+    layout_params,
+    make_layout,
+    registered,
+)
 from ._proxy import CuttingProxy, Proxied
 from ._stores import (
     SMALL_CHUNK,
@@ -85,8 +93,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     wanted = asked_for(config.option.markexpr or "")
     for item in items:
         case, declared = _case_backends(item), _declared_backends(item)
-        if _case_layout(item) not in (None, *wanted) or (
-            case and declared and not case <= declared
+        layout = _case_layout(item)
+        if (
+            layout not in (None, *wanted)
+            or (case and declared and not case <= declared)
+            or (layout is not None and deselected(layout, item.nodeid) is not None)
         ):
             drop.append(item)
         else:

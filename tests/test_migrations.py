@@ -50,7 +50,6 @@ from convostore.migrate import (
     version_table_for,
 )
 
-from ._databases import MYSQL_URL
 from ._programs import run as run_program
 from ._stores import drop_tables, session_on
 
@@ -99,7 +98,8 @@ async def fresh(engine: AsyncEngine, backend: str, tmp_path: Path) -> AsyncItera
         return
     async with engine.begin() as conn:
         await conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-    url = make_url(MYSQL_URL).set(database=name).render_as_string(hide_password=False)
+    # Next to the run's database (in a layout case, on the layout's server).
+    url = engine.url.set(database=name).render_as_string(hide_password=False)
     eng = engine_from_url(url, poolclass=NullPool)
     try:
         yield Fresh(backend, eng, url, {})

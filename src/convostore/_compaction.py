@@ -75,9 +75,10 @@ from ._db import chunks
 from ._db.chunks import assemble, chunk_rows, split
 from ._db.dialect import is_mysql
 from ._db.engine import Database
-from ._db.history import record_and_trim
+from ._db.history import count_deleted, record_and_trim
 from ._db.runner import run_read, run_write
 from ._db.schema import Tables, utcnow
+from ._db.statements import CountedDelete
 from ._validate import whole_number
 
 if TYPE_CHECKING:
@@ -191,13 +192,17 @@ class _Statements:
             .limit(bindparam("lim"))
             .with_for_update()
         )
-        self.delete_through = delete(m).where(
-            m.c.session_id == sid, m.c.position <= bindparam("last")
+        self.delete_through = CountedDelete.of(
+            delete(m).where(m.c.session_id == sid, m.c.position <= bindparam("last")),
+            m.c.position,
         )
-        self.delete_range = delete(m).where(
-            m.c.session_id == sid,
-            m.c.position >= bindparam("first"),
-            m.c.position < bindparam("stop"),
+        self.delete_range = CountedDelete.of(
+            delete(m).where(
+                m.c.session_id == sid,
+                m.c.position >= bindparam("first"),
+                m.c.position < bindparam("stop"),
+            ),
+            m.c.position,
         )
         self.delete_before = delete(m).where(
             m.c.session_id == sid, m.c.position < bindparam("stop")
@@ -359,8 +364,8 @@ class CompactionSnapshot:
             removed = 0
             if self._prune_prefix is not None:
                 removed += self._prune(conn, db, sql, first)
-            result = conn.execute(sql.delete_range, {"sid": sid, "first": first, "stop": end - n})
-            removed += int(result.rowcount)
+            bounds = {"sid": sid, "first": first, "stop": end - n}
+            removed += count_deleted(conn, sql.delete_range, bounds)
             if n:
                 _insert(sid, conn, sql, planned, end - n, now)
             conn.execute(sql.subtract, {"sid": sid, "removed": removed})
@@ -403,8 +408,7 @@ class CompactionSnapshot:
                 last = position
             if last is None:
                 return removed
-            result = conn.execute(sql.delete_through, {"sid": sid, "last": last})
-            removed += int(result.rowcount)
+            removed += count_deleted(conn, sql.delete_through, {"sid": sid, "last": last})
             if last != rows[-1].position or len(rows) < self._limit:
                 return removed
 

@@ -135,7 +135,7 @@ async def message_partitions(
 #     # each node first: convostore migrate --url mysql://app:pw@10.0.0.10/agents upgrade head
 #     await create_spider_head(engine_from_url("mysql://app:pw@10.0.0.1/agents"), nodes=nodes)
 
-from ._layouts.spider import (
+from ._layouts.spider import (  # noqa: E402  (this layout's block)
     SpiderNode,
     create_spider_head,
     drop_spider_head,

@@ -205,21 +205,27 @@ class MigrationOptions:
             connection: The database the context compares (online mode). On PostgreSQL,
                 the constraints the server derives for partitions (the per-partition copies
                 of the chunks table's foreign key, see ``convostore.layouts``) are then left
-                out of the comparison, as the partitions themselves always are.
+                out of the comparison, as the partitions themselves always are. On a
+                MariaDB Spider head, so are the foreign keys its Spider tables have not (the
+                data nodes' tables have them).
         """
         from ._layouts.postgresql import derived_constraints
+        from ._layouts.spider import without_spider_foreign_keys
 
         derived = derived_constraints(connection, self.tables) if connection else frozenset()
         include_name = (
             functools.partial(self._include_name_but, derived) if derived else self.include_name
         )
+        include_object: Callable[..., bool] = self.include_object
+        if connection is not None:
+            include_object = without_spider_foreign_keys(connection, self.tables, include_object)
         return {
             "target_metadata": self.metadata,
             "version_table": self.version_table,
             "version_table_schema": self.schema,
             "include_schemas": self.schema is not None,
             "include_name": include_name,
-            "include_object": self.include_object,
+            "include_object": include_object,
             "compare_type": True,
             "convostore": {
                 "sessions_table": self.sessions_table,

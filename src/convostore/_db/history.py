@@ -43,12 +43,13 @@ from .direct import Executor, executor, fetch_on_driver
 from .engine import Database
 from .runner import run_read, run_write
 from .schema import utcnow
-from .statements import Statements
+from .statements import CountedDelete, Statements
 from .worker import Committing
 
 __all__ = [
     "add",
     "clear",
+    "count_deleted",
     "delete_session",
     "get",
     "pop",
@@ -388,17 +389,31 @@ def trim_within(conn: Executor, sql: Statements, session_id: str, keep_last: int
     if count is None or count <= keep_last:
         return 0
     if keep_last == 0:
-        result = conn.execute(sql.delete_items, params)
+        removed = count_deleted(conn, sql.delete_items_counted, params)
     else:
         cutoff = (
             conn.execute(sql.nth_newest, {**params, "skip": keep_last - 1})
         ).scalar_one_or_none()
         if cutoff is None:
             return 0
-        result = conn.execute(sql.delete_before, {**params, "cutoff": cutoff})
-    removed = int(result.rowcount)
+        removed = count_deleted(conn, sql.delete_before_counted, {**params, "cutoff": cutoff})
     if removed:
         conn.execute(sql.subtract_count, {**params, "removed": removed})
+    return removed
+
+
+def count_deleted(conn: Executor | Connection, counted: CountedDelete, params: Any) -> int:
+    """Run a DELETE in ``conn``'s transaction; return how many rows it deleted.
+
+    The count comes from the statement (its ``RETURNING`` rows, or a locked count just
+    before it where the dialect has no ``DELETE ... RETURNING``), not from the driver's
+    rowcount, which MariaDB's Spider engine reports as 0 (see ``CountedDelete``).
+    """
+    if conn.dialect.delete_returning:
+        return len(conn.execute(counted.returning, params).all())
+    removed = int(conn.execute(counted.count_locked, params).scalar_one())
+    if removed:
+        conn.execute(counted.plain, params)
     return removed
 
 

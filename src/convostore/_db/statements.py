@@ -9,6 +9,7 @@ it runs nothing (``convostore._db.history`` and the maintenance operations do).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -31,12 +32,41 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy.sql.dml import Delete, Insert, ReturningDelete, Update
 
 from .dialect import appends_in_one_statement, is_mysql
 from .schema import Tables
 
-__all__ = ["Statements"]
+__all__ = ["CountedDelete", "Statements"]
+
+
+@dataclass(frozen=True)
+class CountedDelete:
+    """A DELETE whose count comes from the statements themselves, never the driver's rowcount.
+
+    Drivers report affected rows as the server says, and a server is not always right:
+    MariaDB's Spider engine reports 0 for a DELETE it has carried out on its data nodes.
+    So a count is the rows a ``DELETE ... RETURNING`` gives back (PostgreSQL, SQLite,
+    MariaDB), or, on MySQL, which has no such statement, a ``count(*)`` of the same rows
+    read ``FOR UPDATE`` (so no writer changes them) just before the plain DELETE.
+    """
+
+    returning: ReturningDelete[Any]
+    """The DELETE, returning one column per deleted row."""
+
+    count_locked: Select[Any]
+    """``count(*)`` of the rows the DELETE would delete, locking them."""
+
+    plain: Delete
+    """The DELETE itself, run after ``count_locked``."""
+
+    @classmethod
+    def of(cls, statement: Delete, key: Any) -> CountedDelete:
+        """Count ``statement``'s rows by the column ``key`` of its table."""
+        count = select(func.count()).select_from(statement.table)
+        if statement.whereclause is not None:
+            count = count.where(statement.whereclause)
+        return cls(statement.returning(key), count.with_for_update(), statement)
 
 
 class Statements:
@@ -136,6 +166,7 @@ class Statements:
         # -- delete a session, trim ---------------------------------------------------
         self.lock_session = select(s.c.item_count).where(s.c.session_id == sid).with_for_update()
         self.delete_items = delete(m).where(m.c.session_id == sid)
+        self.delete_items_counted = CountedDelete.of(self.delete_items, m.c.position)
         self.delete_session = delete(s).where(s.c.session_id == sid)
         self.nth_newest = (
             select(m.c.position)
@@ -147,6 +178,7 @@ class Statements:
         self.delete_before = delete(m).where(
             m.c.session_id == sid, m.c.position < bindparam("cutoff")
         )
+        self.delete_before_counted = CountedDelete.of(self.delete_before, m.c.position)
         self.subtract_count = (
             update(s)
             .where(s.c.session_id == sid)

@@ -18,8 +18,9 @@ revision.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Dialect, MetaData, Table, bindparam, text
 from sqlalchemy.engine import URL, Connection, make_url
@@ -30,7 +31,13 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .. import _version_table
 from .._db.engine import engine_state
-from .._db.schema import DEFAULT_MESSAGES_TABLE, DEFAULT_SESSIONS_TABLE, Tables, build_tables
+from .._db.schema import (
+    DEFAULT_MESSAGES_TABLE,
+    DEFAULT_SESSIONS_TABLE,
+    NAMING_CONVENTION,
+    Tables,
+    build_tables,
+)
 from ..errors import ConfigurationError, SchemaError, StorageError
 from ..migrate import MigrationOptions, script_directory
 
@@ -137,7 +144,7 @@ def spider_head_ddl(
         from sqlalchemy.dialects.mysql import dialect as mysql_dialect
 
         dialect = mysql_dialect(is_mariadb=True)
-    copies = MetaData(naming_convention=dict(tables.metadata.naming_convention))
+    copies = MetaData(naming_convention=NAMING_CONVENTION)
     statements: list[str] = []
     for table in tables.metadata.sorted_tables:
         head = table.to_metadata(copies)
@@ -225,13 +232,12 @@ async def create_spider_head(
 def _make_head(conn: Connection, options: MigrationOptions, nodes: Sequence[SpiderNode]) -> str:
     _require_spider(conn)
     tables = options.tables
-    not_spider = sorted(set(_table_engines(conn, tables)) - {"SPIDER"})
-    if not_spider:
-        engines = _table_engines(conn, tables)
-        name = next(t for t, engine in engines.items() if engine != "SPIDER")
+    engines = _table_engines(conn, tables)
+    local = sorted(name for name, engine in engines.items() if engine != "SPIDER")
+    if local:
         raise SchemaError(
-            f"table {name!r} on the Spider head is an {engines[name]} table, which would hold "
-            f"rows of its own; a head holds only Spider tables: drop or rename it first"
+            f"table {local[0]!r} on the Spider head is an {engines[local[0]]} table, which "
+            f"holds rows of its own; a head holds only Spider tables: drop or rename it first"
         )
     for node in nodes:
         conn.execute(
@@ -378,3 +384,64 @@ async def drop_spider_head(
         raise
     except (DBAPIError, OSError, PoolTimeoutError) as exc:
         raise engine_state(head).error_for(exc) from exc
+
+
+IncludeObject = Callable[[Any, "str | None", str, bool, Any], bool]
+"""Alembic's ``include_object`` hook."""
+
+
+def without_spider_foreign_keys(
+    conn: Connection, tables: Tables, include_object: IncludeObject
+) -> IncludeObject:
+    """``include_object``, leaving out the foreign keys of the store's Spider tables.
+
+    A Spider head's tables have no foreign keys, by design: the nodes' tables (ordinary
+    convostore tables) enforce them. Everything else (columns, types, keys, indexes) is
+    compared as on any database; off a Spider head, ``include_object`` is returned as is.
+    """
+    spider = spider_tables(conn, tables)
+    if not spider:
+        return include_object
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        if type_ == "foreign_key_constraint" and getattr(obj.table, "name", None) in spider:
+            return False
+        return include_object(obj, name, type_, reflected, compare_to)
+
+    return include
+
+
+def refuse_revisions_on_spider_head(
+    conn: Connection, options: MigrationOptions, destination: Any
+) -> None:
+    """Refuse to move a Spider head's revision with migrations (env.py, before it runs any).
+
+    A revision's DDL on a head would change only the head's table definitions, never the
+    data on the nodes. The nodes are migrated themselves, and the head is then made again
+    at their revision (``create_spider_head``, ``convostore layout spider``). A command
+    that moves nothing (``check``, ``current``, an ``upgrade`` to where the head is) runs.
+
+    Args:
+        conn: The migration's connection.
+        options: The store.
+        destination: Alembic's destination revision argument (``None``: base); ``...``
+            for a command that has none.
+
+    Raises:
+        SchemaError: The store's tables on ``conn`` are Spider tables and ``destination``
+            is not the revision the head records.
+    """
+    if destination is ... or not spider_tables(conn, options.tables):
+        return
+    wanted = set() if destination is None else {destination}
+    if isinstance(destination, tuple):
+        wanted = set(destination)
+    heads = set(_version_table.current_heads(conn, options))
+    if wanted == heads:
+        return
+    raise SchemaError(
+        f"{options.sessions_table!r} and its tables here are a Spider head (their rows live "
+        f"on the data nodes): migrate each node with `convostore migrate upgrade head`, "
+        f"then make the head again with `convostore layout spider` "
+        f"(convostore.layouts.create_spider_head)"
+    )

@@ -22,8 +22,9 @@ from sqlalchemy import ColumnElement, delete
 from sqlalchemy.engine import Connection
 
 from .._context import Context
-from .._db.history import delete_session
+from .._db.history import count_deleted, delete_session
 from .._db.runner import run_read, run_write
+from .._db.statements import CountedDelete
 from .._records import PruneReport
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_MAX_BATCH_ITEMS", "delete_sessions", "prune_keys"]
@@ -91,10 +92,10 @@ async def prune_keys(ctx: Context, older_than: dt.datetime) -> int:
     """Forget every idempotency key recorded before ``older_than`` (validated); return how many."""
     db = await ctx.ready()
     k = ctx.tables.keys
-    statement = delete(k).where(k.c.created_at < older_than)
+    statement = CountedDelete.of(delete(k).where(k.c.created_at < older_than), k.c.created_at)
 
     def work(conn: Connection) -> int:
-        return int((conn.execute(statement)).rowcount)
+        return count_deleted(conn, statement, None)
 
     return await run_write(db, work, retry=ctx.retry)
 

@@ -51,6 +51,9 @@ def _register() -> None:
     from .doctor import doctor
 
     main.add_command(doctor)
+    from .layout import layout
+
+    main.add_command(layout)
 
 
 _register()
