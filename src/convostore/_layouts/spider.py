@@ -233,7 +233,7 @@ def _make_head(conn: Connection, options: MigrationOptions, nodes: Sequence[Spid
     _require_spider(conn)
     tables = options.tables
     engines = _table_engines(conn, tables)
-    local = sorted(name for name, engine in engines.items() if engine != "SPIDER")
+    local = sorted(name for name, engine in engines.items() if engine.upper() != "SPIDER")
     if local:
         raise SchemaError(
             f"table {local[0]!r} on the Spider head is an {engines[local[0]]} table, which "
@@ -276,7 +276,7 @@ def _table_engines(conn: Connection, tables: Tables) -> dict[str, str]:
     ).bindparams(bindparam("names", expanding=True))
     names = sorted(table.name for table in tables.metadata.sorted_tables)
     rows = conn.execute(query, {"schema": tables.sessions.schema, "names": names})
-    return {str(name): str(engine or "").upper() for name, engine in rows}
+    return {str(name): str(engine or "") for name, engine in rows}
 
 
 def spider_tables(conn: Connection, tables: Tables) -> frozenset[str]:
@@ -287,7 +287,7 @@ def spider_tables(conn: Connection, tables: Tables) -> frozenset[str]:
     if conn.dialect.name not in ("mysql", "mariadb"):
         return frozenset()
     engines = _table_engines(conn, tables)
-    return frozenset(name for name, engine in engines.items() if engine == "SPIDER")
+    return frozenset(name for name, engine in engines.items() if engine.upper() == "SPIDER")
 
 
 def _qualified(table: Table) -> str:
@@ -364,7 +364,7 @@ async def drop_spider_head(
 
     def drop(conn: Connection) -> None:
         engines = _table_engines(conn, tables)
-        local = sorted(name for name, engine in engines.items() if engine != "SPIDER")
+        local = sorted(name for name, engine in engines.items() if engine.upper() != "SPIDER")
         if local:
             raise SchemaError(
                 f"table {local[0]!r} on the head is not a Spider table; it is left alone"
