@@ -64,6 +64,20 @@ async def test_the_head_holds_spider_tables_that_match_the_schema(
 
 
 @spider_only
+async def test_doctor_says_the_tables_are_a_spider_head(
+    engine: AsyncEngine, tables: Tables
+) -> None:
+    from convostore import SessionStore
+    from convostore.doctor import diagnose
+
+    store = SessionStore(engine, **head_options(tables))
+    checks = {check.name: check for check in await diagnose(store)}
+    assert checks["tables"].status == "ok", checks["tables"]
+    assert "Spider tables (a head" in checks["tables"].detail
+    assert not [check for check in checks.values() if check.status == "fail"], checks
+
+
+@spider_only
 async def test_all_of_a_sessions_rows_live_on_one_node(
     make_session: MakeSession, tables: Tables, layout: SpiderLayout, small_chunks: int
 ) -> None:

@@ -18,6 +18,7 @@ from . import migrate
 from ._db.chunks import chunk_chars_for_packet
 from ._db.dialect import Address, describe_connect_failure, explain_unreachable, nothing_answered
 from ._layouts.postgresql import Partitioning, partitioning_of
+from ._layouts.spider import spider_tables
 from ._store import SessionStore
 from ._table_layout import compare_layout
 from .errors import ConvostoreError
@@ -134,6 +135,22 @@ async def _check_tables(store: SessionStore, checks: list[Check]) -> bool:
             f"; {tables.messages.name} and {tables.chunks.name} are hash-partitioned by "
             f"session_id into {layouts[0].partitions}"
         )
+    async with store.engine.connect() as conn:
+        spider = await conn.run_sync(spider_tables, tables)
+    every = {table.name for table in tables.metadata.sorted_tables}
+    if spider and spider != every:
+        checks.append(
+            Check(
+                "tables",
+                "warn",
+                f"{found}; only {', '.join(sorted(spider))} are Spider tables on this head",
+                "make the head again with `convostore layout spider` "
+                "(convostore.layouts.create_spider_head)",
+            )
+        )
+        return True
+    if spider:
+        found += "; they are Spider tables (a head: the rows live on its data nodes)"
     checks.append(Check("tables", "ok", found))
     return True
 
