@@ -212,3 +212,34 @@ def test_convostore_layout_spider_prints_the_ddl_and_refuses_bad_nodes() -> None
         assert bad.returncode == 2, bad.stderr
         assert message in bad.stderr
         assert "Traceback" not in bad.stderr
+
+
+@spider_only
+async def test_convostore_layout_spider_makes_the_head(
+    engine: AsyncEngine, layout: SpiderLayout
+) -> None:
+    tables = unique_tables("sc")
+    url = engine.url.render_as_string(hide_password=False)
+    nodes = [
+        arg
+        for node in layout.nodes
+        for arg in ("--node", f"{node.name}=mysql://{node.user}@{node.host}:{node.port}/test")
+    ]
+    missing = await asyncio.to_thread(
+        convostore, "layout", "spider", "--url", url, *nodes, *names(tables)
+    )
+    assert missing.returncode == 1
+    [line] = missing.stderr.strip().splitlines()
+    assert "convostore migrate upgrade head" in line
+    for node in layout.node_engines:
+        await create_tables(node, tables)
+    try:
+        made = await asyncio.to_thread(
+            convostore, "layout", "spider", "--url", url, *nodes, *names(tables)
+        )
+        assert made.returncode == 0, made.stderr
+        assert f"at revision {head()}" in made.stdout
+        async with engine.connect() as conn:
+            assert len(await conn.run_sync(spider_tables, tables)) == 4
+    finally:
+        await layout.drop_tables(engine, tables)
