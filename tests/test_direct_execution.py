@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -73,6 +73,28 @@ async def test_a_statement_listener_sees_every_statement(
             assert any(verb in s for s in seen), verb
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", watch)
+    assert await _runs_direct(engine, tables)
+
+
+async def test_a_listener_on_the_engine_class_sees_every_statement(
+    engine: AsyncEngine, tables: Tables
+) -> None:
+    """Instrumentation that listens on ``Engine`` itself, after convostore met the engine."""
+    session = session_on(engine, tables)
+    await _round_trip(session)  # the engine is adopted, its fast paths warm
+    seen: list[str] = []
+
+    def watch(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", watch)
+    try:
+        assert not await _runs_direct(engine, tables)
+        await _round_trip(session)
+        for verb in ("INSERT", "SELECT", "DELETE", "UPDATE"):
+            assert any(verb in s for s in seen), verb
+    finally:
+        event.remove(Engine, "before_cursor_execute", watch)
     assert await _runs_direct(engine, tables)
 
 

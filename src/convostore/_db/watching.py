@@ -12,8 +12,10 @@ hooks). The check runs before each unit of work and costs a few microseconds.
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.engine import Dialect, Engine
@@ -45,17 +47,29 @@ _STATEMENT_EVENTS = frozenset(
         "do_setinputsizes",
     }
 )
-# The names each kind of dispatcher answers, found once: a miss costs SQLAlchemy an exception.
-_names_of: dict[tuple[type, frozenset[str]], tuple[str, ...]] = {}
+# For each kind of dispatcher and set of events, one getter of the listener collections of
+# the events it answers, found once: a miss costs SQLAlchemy an exception, and one C-level
+# getter keeps the check before every unit of work to about a microsecond.
+_getters: dict[tuple[type, frozenset[str]], Callable[[Any], tuple[Any, ...]]] = {}
 
 
-def _names(dispatch: Any, events: frozenset[str]) -> tuple[str, ...]:
-    names = _names_of.get((type(dispatch), events))
-    if names is None:
-        names = _names_of[(type(dispatch), events)] = tuple(
-            sorted(name for name in events if _answers(dispatch, name))
-        )
-    return names
+def _none(_dispatch: Any) -> tuple[Any, ...]:
+    return ()
+
+
+def _getter(dispatch: Any, events: frozenset[str]) -> Callable[[Any], tuple[Any, ...]]:
+    getter = _getters.get((type(dispatch), events))
+    if getter is None:
+        names = sorted(name for name in events if _answers(dispatch, name))
+        if not names:
+            getter = _none
+        elif len(names) == 1:  # attrgetter of one name returns the value, not a tuple
+            one = operator.attrgetter(names[0])
+            getter = lambda d: (one(d),)  # noqa: E731
+        else:
+            getter = operator.attrgetter(*names)
+        _getters[(type(dispatch), events)] = getter
+    return getter
 
 
 def _answers(dispatch: Any, name: str) -> bool:
@@ -68,9 +82,10 @@ def _answers(dispatch: Any, name: str) -> bool:
 
 def _collections(engine: Engine, events: frozenset[str] = _EVENT_NAMES) -> tuple[Any, ...]:
     """The engine's listener collections of ``events``, one per event, in a fixed order."""
+    dispatches = (engine.dispatch, engine.dialect.dispatch, engine.pool.dispatch)
     found: tuple[Any, ...] = ()
-    for dispatch in (engine.dispatch, engine.dialect.dispatch, engine.pool.dispatch):
-        found += tuple(getattr(dispatch, name) for name in _names(dispatch, events))
+    for dispatch in dispatches:
+        found += _getter(dispatch, events)(dispatch)
     return found
 
 
@@ -79,29 +94,28 @@ def has_statement_listeners(engine: Engine) -> bool:
 
     SQLAlchemy installs no statement listener of its own.
     """
-    return any(len(c) for c in _collections(engine, _STATEMENT_EVENTS))
+    return _count(engine, _STATEMENT_EVENTS) > 0
 
 
 class _Baseline:
-    """The listeners an engine had when convostore adopted it, and a cheap test for more.
+    """The number of listeners an engine had when convostore adopted it; more means watched.
 
-    SQLAlchemy replaces an event's empty collection by a new one when a listener is added:
-    while every collection is the very object it was, only those that had listeners then
-    can have gained any, and counting those is enough. Anything else is counted in full.
+    Every collection is counted each time: a listener added to the class (``Engine``, a
+    pool or dialect class) after adoption joins the count of the engine's own collection
+    without replacing it, so identity alone cannot tell.
     """
 
     def __init__(self, engine: Engine, events: frozenset[str]) -> None:
         self.engine = weakref.ref(engine)
         self.events = events
-        self.collections = _collections(engine, events)
-        self.count = sum(len(c) for c in self.collections)
-        self.live = tuple(c for c in self.collections if len(c))
+        self.count = _count(engine, events)
 
     def holds(self, engine: Engine) -> bool:
-        current = _collections(engine, self.events)
-        if current == self.collections:  # identity first: none of these define __eq__
-            return sum(len(c) for c in self.live) == self.count
-        return sum(len(c) for c in current) == self.count
+        return _count(engine, self.events) == self.count
+
+
+def _count(engine: Engine, events: frozenset[str]) -> int:
+    return sum(map(len, _collections(engine, events)))
 
 
 # By dialect, which an engine shares with its views (``engine.execution_options(...)``, as
