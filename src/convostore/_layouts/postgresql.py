@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from sqlalchemy import MetaData, Table, column, insert, select, table, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import AddConstraint, CreateTable
-from sqlalchemy.sql.expression import TableClause
 
 from .._db.schema import NAMING_CONVENTION, Tables, _suffixed
 from ..errors import ConfigurationError, InvalidInputError, SchemaError
@@ -125,10 +124,6 @@ def partition_name(table_name: str, remainder: int) -> str:
     return _suffixed(table_name, f"p{remainder}")
 
 
-def _qualified(tbl: Table | TableClause) -> str:
-    return f"{tbl.schema}.{tbl.name}" if tbl.schema else tbl.name
-
-
 def partitioning_of(conn: Connection, tbl: Table) -> Partitioning | None:
     """Return how ``tbl`` is laid out in the database, or ``None`` if it does not exist.
 
@@ -140,7 +135,7 @@ def partitioning_of(conn: Connection, tbl: Table) -> Partitioning | None:
             "SELECT c.oid, c.relkind::text, pg_get_partkeydef(c.oid) FROM pg_class c "
             "WHERE c.oid = to_regclass(:name)"
         ),
-        {"name": _qualified(tbl)},
+        {"name": tbl.fullname},
     ).first()
     if row is None:
         return None
@@ -180,7 +175,7 @@ def derived_constraints(conn: Connection, tables: Tables) -> frozenset[tuple[str
             "WHERE con.conparentid <> 0 AND con.conrelid IN "
             "(SELECT to_regclass(name) FROM unnest(CAST(:names AS text[])) AS name)"
         ),
-        {"names": [_qualified(t) for t in tables.metadata.sorted_tables]},
+        {"names": [t.fullname for t in tables.metadata.sorted_tables]},
     )
     return frozenset((str(relname), str(conname)) for relname, conname in rows)
 
@@ -273,7 +268,7 @@ def _check_columns(conn: Connection, tables: Tables) -> None:
                 "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(:name) "
                 "AND attnum > 0 AND NOT attisdropped"
             ),
-            {"name": _qualified(tbl)},
+            {"name": tbl.fullname},
         ).scalars()
         have_set, want = set(have), set(tbl.c.keys())
         if have_set != want:
@@ -302,7 +297,7 @@ def _move_aside(conn: Connection, tbl: Table) -> str:
     preparer = conn.dialect.identifier_preparer
     aside = _suffixed(tbl.name, "unpartitioned")
     if conn.execute(
-        text("SELECT to_regclass(:name)"), {"name": _qualified(table(aside, schema=tbl.schema))}
+        text("SELECT to_regclass(:name)"), {"name": table(aside, schema=tbl.schema).fullname}
     ).scalar():
         raise SchemaError(
             f"a table named {aside} is in the way: partitioning moves {tbl.name} there while it "
@@ -313,7 +308,7 @@ def _move_aside(conn: Connection, tbl: Table) -> str:
             "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
             "WHERE i.indrelid = to_regclass(:name) ORDER BY c.relname"
         ),
-        {"name": _qualified(tbl)},
+        {"name": tbl.fullname},
     ).scalars()
     for index in list(indexes):
         # Renaming the index of a primary key renames the constraint with it.

@@ -249,7 +249,7 @@ def _make_head(conn: Connection, options: MigrationOptions, nodes: Sequence[Spid
         )
     revision = _nodes_revision(conn, options, nodes)
     for table in reversed(tables.metadata.sorted_tables):
-        conn.execute(text(f"DROP TABLE IF EXISTS {_qualified(table)}"))
+        conn.execute(text(f"DROP TABLE IF EXISTS {table.fullname}"))
     for statement in spider_head_ddl(tables, nodes, conn.dialect):
         conn.exec_driver_sql(statement)
     context = _version_table.migration_context(conn, options)
@@ -288,10 +288,6 @@ def spider_tables(conn: Connection, tables: Tables) -> frozenset[str]:
         return frozenset()
     engines = _table_engines(conn, tables)
     return frozenset(name for name, engine in engines.items() if engine.upper() == "SPIDER")
-
-
-def _qualified(table: Table) -> str:
-    return f"{table.schema}.{table.name}" if table.schema else table.name
 
 
 def _nodes_revision(
@@ -370,7 +366,7 @@ async def drop_spider_head(
                 f"table {local[0]!r} on the head is not a Spider table; it is left alone"
             )
         for table in reversed(tables.metadata.sorted_tables):
-            conn.execute(text(f"DROP TABLE IF EXISTS {_qualified(table)}"))
+            conn.execute(text(f"DROP TABLE IF EXISTS {table.fullname}"))
         _version_table.drop(conn, options)
         for name in servers:
             if not _SERVER_NAME.fullmatch(name):
